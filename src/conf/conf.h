@@ -1,0 +1,129 @@
+/*
+ * conf.h - the configuration: every parameter, its type, default, bounds
+ * and documentation, declared once (conf_params.c), loaded from an INI file
+ * (inih) and from command-line overrides, then immutable.
+ *
+ * Lifecycle: conf_init() fills in defaults; conf_load_file() and conf_set()
+ * apply the file and the overrides; conf_finish() checks cross-parameter
+ * rules.  After that the struct is only read, through a const pointer,
+ * from any thread.  conf_release() frees the strings and lists it owns.
+ *
+ * Errors: loaders return 0 or a negative MR_E* code and write a message
+ * naming the file, line and key into err (an mr_buf owned by the caller).
+ */
+#ifndef MR_CONF_H
+#define MR_CONF_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "core/mr_buf.h"
+
+struct conf_list {
+	char	**v;		/* owned strings */
+	size_t	  n;
+};
+
+enum conf_acct_format { CONF_ACCT_CSV, CONF_ACCT_JSON };
+enum conf_tls_policy {
+	CONF_TLS_NONE,		/* never STARTTLS */
+	CONF_TLS_MAY,		/* STARTTLS when offered, no verification */
+	CONF_TLS_ENCRYPT,	/* STARTTLS required, no verification */
+	CONF_TLS_VERIFY,	/* STARTTLS required, chain and name checked */
+};
+enum conf_queue_policy {
+	CONF_QPOL_ROUND_ROBIN,
+	CONF_QPOL_LONGEST,
+	CONF_QPOL_OLDEST,
+};
+
+/*
+ * struct mr_config - one field per parameter.  Durations are milliseconds,
+ * sizes bytes.  Field names are section_key.
+ */
+struct mr_config {
+	/* [general] */
+	char		*general_hostname;
+	long long	 general_workers;
+	int		 general_log_level;	/* enum mr_log_level */
+	char		*general_log_file;
+	char		*general_log_trace;
+
+	/* [send] */
+	char		*send_mail_from;
+	char		*send_message_id_domain;
+	char		*send_accounting_file;
+	int		 send_accounting_format;
+	char		*send_reject_file;
+	char		*send_forensics_dir;
+	long long	 send_forensics_max;
+	long long	 send_progress_interval;
+	long long	 send_max_rcpt_per_message;
+	long long	 send_max_row_size;
+	long long	 send_max_message_size;
+
+	/* [dns] */
+	struct conf_list dns_resolver;
+	struct conf_list dns_route;
+	long long	 dns_timeout;
+	long long	 dns_tries;
+	long long	 dns_min_ttl;
+	long long	 dns_max_ttl;
+	long long	 dns_negative_ttl;
+
+	/* [smtp] */
+	long long	 smtp_port;
+	long long	 smtp_connect_timeout;
+	long long	 smtp_greeting_timeout;
+	long long	 smtp_ehlo_timeout;
+	long long	 smtp_starttls_timeout;
+	long long	 smtp_mail_timeout;
+	long long	 smtp_rcpt_timeout;
+	long long	 smtp_data_timeout;
+	long long	 smtp_data_block_timeout;
+	long long	 smtp_data_done_timeout;
+	long long	 smtp_quit_timeout;
+	long long	 smtp_idle_timeout;
+	long long	 smtp_max_connections;
+	long long	 smtp_max_messages_per_connection;
+	long long	 smtp_reply_line_max;
+	bool		 smtp_pipelining;
+	int		 smtp_tls_policy;
+	char		*smtp_tls_ca_file;
+
+	/* [queue] */
+	long long	 queue_max_length;
+	int		 queue_policy;
+	long long	 queue_retry_base;
+	long long	 queue_retry_max_interval;
+	long long	 queue_max_attempts;
+	long long	 queue_max_age;
+	long long	 queue_host_down_time;
+};
+
+void conf_init(struct mr_config *cfg);
+void conf_release(struct mr_config *cfg);
+/* conf_load_file - apply an INI file; unknown keys and bad values fail. */
+int conf_load_file(struct mr_config *cfg, const char *path,
+    struct mr_buf *err);
+/*
+ * conf_set - apply one "section.key" = value (a command-line override).
+ * Overriding a list parameter replaces its file values on the first call
+ * and appends on later calls.
+ */
+int conf_set(struct mr_config *cfg, const char *key, const char *value,
+    struct mr_buf *err);
+/* conf_finish - checks that involve several parameters. */
+int conf_finish(struct mr_config *cfg, struct mr_buf *err);
+
+/* conf_write_doc - the Markdown reference of every parameter. */
+void conf_write_doc(FILE *fp);
+/* conf_write_effective - every parameter with its current value, as INI. */
+void conf_write_effective(const struct mr_config *cfg, FILE *fp);
+
+/* Value parsers, shared with the command line. */
+int conf_parse_duration(const char *s, long long *ms_r);
+int conf_parse_size(const char *s, long long *bytes_r);
+int conf_parse_bool(const char *s, bool *b_r);
+
+#endif

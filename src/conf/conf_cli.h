@@ -1,0 +1,35 @@
+/*
+ * conf_cli.h - turning a subcommand's command line into a loaded, checked
+ * configuration.
+ *
+ * A subcommand collects overrides as "section.key=value" strings, in the
+ * order given: its own flags (--route becomes dns.route=..., and so on) and
+ * the generic -o section.key=value.  conf_cli_load() then builds the
+ * configuration: defaults, the file (if any), the overrides, the
+ * cross-checks, and applies the [general] logging settings.
+ */
+#ifndef MR_CONF_CLI_H
+#define MR_CONF_CLI_H
+
+#include "conf/conf.h"
+
+struct conf_cli {
+	const char	*config_path;	/* borrowed; NULL: no file */
+	char		**sets;		/* owned "section.key=value" */
+	size_t		 nsets;
+};
+
+/* conf_cli_set - record an override; key and value are copied. */
+void conf_cli_set(struct conf_cli *cl, const char *key, const char *value);
+/* conf_cli_set_kv - record "-o section.key=value" as given; -1 if no '='. */
+int conf_cli_set_kv(struct conf_cli *cl, const char *kv);
+void conf_cli_release(struct conf_cli *cl);
+
+/*
+ * conf_cli_load - as above.  On failure prints "mailroom PROG: message" on
+ * stderr and returns a sysexits code (EX_CONFIG, EX_NOINPUT); 0 on success.
+ */
+int conf_cli_load(struct mr_config *cfg, const struct conf_cli *cl,
+    const char *prog);
+
+#endif

@@ -1,0 +1,36 @@
+/*
+ * conf_int.h - the parameter table, shared by conf.c and conf_params.c
+ * only (and unit tests).
+ */
+#ifndef MR_CONF_INT_H
+#define MR_CONF_INT_H
+
+#include <stddef.h>
+
+#include "conf.h"
+
+enum conf_type {
+	CONF_INT,	/* long long, plain number */
+	CONF_DURATION,	/* long long milliseconds: 250ms, 30s, 5m, 2h, 1d */
+	CONF_SIZE,	/* long long bytes: 512, 64k, 10M, 1G */
+	CONF_BOOL,	/* bool: yes/no, true/false, on/off, 1/0 */
+	CONF_STRING,	/* char *, owned */
+	CONF_ENUM,	/* int, index into choices */
+	CONF_LIST,	/* struct conf_list: the key may repeat */
+};
+
+struct conf_param {
+	const char		*section;
+	const char		*name;
+	enum conf_type		 type;
+	const char		*def;		/* default, as written in a file */
+	long long		 min, max;	/* numeric bounds, inclusive */
+	const char *const	*choices;	/* CONF_ENUM: NULL-terminated */
+	size_t			 offset;	/* into struct mr_config */
+	const char		*doc;		/* one or two sentences */
+};
+
+extern const struct conf_param conf_params[];
+extern const size_t conf_nparams;
+
+#endif

@@ -1,0 +1,211 @@
+/*
+ * conf_params.c - every configuration parameter, declared once: section,
+ * name, type, default, bounds and documentation.  docs/CONFIG.md is
+ * generated from this table (mailroom config --doc) and a test keeps the
+ * two identical.
+ */
+#include <stddef.h>
+
+#include "conf_int.h"
+
+#define OFF(f)	offsetof(struct mr_config, f)
+#define SEC	1000LL
+#define MIN	(60 * SEC)
+#define HOUR	(60 * MIN)
+#define DAY	(24 * HOUR)
+#define KB	1024LL
+#define MB	(1024 * KB)
+#define GB	(1024 * MB)
+
+static const char *const conf_log_levels[] = {
+	"err", "warn", "info", "debug", NULL,
+};
+static const char *const conf_acct_formats[] = { "csv", "json", NULL };
+static const char *const conf_tls_policies[] = {
+	"none", "may", "encrypt", "verify", NULL,
+};
+static const char *const conf_queue_policies[] = {
+	"round-robin", "longest", "oldest", NULL,
+};
+
+const struct conf_param conf_params[] = {
+	/* [general] */
+	{ "general", "hostname", CONF_STRING, "", 0, 0, NULL,
+	  OFF(general_hostname),
+	  "Name used in EHLO and Message-ID; empty means the machine's host "
+	  "name." },
+	{ "general", "workers", CONF_INT, "0", 0, 64, NULL,
+	  OFF(general_workers),
+	  "Delivery threads, each with its own event loop; destinations are "
+	  "sharded among them. 0 means one per online CPU." },
+	{ "general", "log_level", CONF_ENUM, "warn", 0, 0, conf_log_levels,
+	  OFF(general_log_level),
+	  "Lowest level logged." },
+	{ "general", "log_file", CONF_STRING, "", 0, 0, NULL,
+	  OFF(general_log_file),
+	  "Append log lines to this file; empty means standard error." },
+	{ "general", "log_trace", CONF_STRING, "", 0, 0, NULL,
+	  OFF(general_log_trace),
+	  "Comma-separated trace categories to log: smtp, dns, queue, tls, "
+	  "conf, all." },
+
+	/* [send] */
+	{ "send", "mail_from", CONF_STRING, "", 0, 0, NULL,
+	  OFF(send_mail_from),
+	  "Envelope sender (MAIL FROM). Empty means the address in the "
+	  "template's From header, which must then hold no placeholder." },
+	{ "send", "message_id_domain", CONF_STRING, "", 0, 0, NULL,
+	  OFF(send_message_id_domain),
+	  "Right-hand side of generated Message-IDs; empty means the host "
+	  "name." },
+	{ "send", "accounting_file", CONF_STRING, "", 0, 0, NULL,
+	  OFF(send_accounting_file),
+	  "Append one record per recipient outcome to this file; empty "
+	  "means none (the summary is still printed)." },
+	{ "send", "accounting_format", CONF_ENUM, "csv", 0, 0,
+	  conf_acct_formats, OFF(send_accounting_format),
+	  "csv (RFC 4180 with a header row) or json (one object per line)." },
+	{ "send", "reject_file", CONF_STRING, "", 0, 0, NULL,
+	  OFF(send_reject_file),
+	  "Where rejected list rows go (line, reason, row). Empty means the "
+	  "list's path with .rejects.csv appended." },
+	{ "send", "forensics_dir", CONF_STRING, "mailroom-forensics", 0, 0,
+	  NULL, OFF(send_forensics_dir),
+	  "Directory that keeps, whole, each message refused with a 5xx "
+	  "reply; created when first needed. Empty disables it." },
+	{ "send", "forensics_max", CONF_INT, "1000", 0, 10000000, NULL,
+	  OFF(send_forensics_max),
+	  "At most this many messages are kept per run, so that a domain "
+	  "refusing everything cannot fill the disk." },
+	{ "send", "progress_interval", CONF_DURATION, "5s", 100, HOUR, NULL,
+	  OFF(send_progress_interval),
+	  "How often a progress line is printed when standard error is not "
+	  "a terminal (on a terminal the line is redrawn live)." },
+	{ "send", "max_rcpt_per_message", CONF_INT, "50", 1, 1000, NULL,
+	  OFF(send_max_rcpt_per_message),
+	  "Recipients of one domain whose messages would be byte-identical "
+	  "share one transaction, up to this many RCPT TO." },
+	{ "send", "max_row_size", CONF_SIZE, "64k", 256, 16 * MB, NULL,
+	  OFF(send_max_row_size),
+	  "Longest list row accepted; longer rows are rejected." },
+	{ "send", "max_message_size", CONF_SIZE, "25M", 1 * KB, 1 * GB, NULL,
+	  OFF(send_max_message_size),
+	  "Largest rendered message; a recipient whose message would be "
+	  "larger is rejected before sending." },
+
+	/* [dns] */
+	{ "dns", "resolver", CONF_LIST, "", 0, 0, NULL, OFF(dns_resolver),
+	  "Name server as HOST:PORT (repeatable). None means the system's "
+	  "resolv.conf." },
+	{ "dns", "route", CONF_LIST, "", 0, 0, NULL, OFF(dns_route),
+	  "Static route DOMAIN=HOST:PORT (repeatable) used instead of MX "
+	  "lookups; DOMAIN * matches every domain, .example.com every "
+	  "subdomain of example.com." },
+	{ "dns", "timeout", CONF_DURATION, "5s", 100, MIN, NULL,
+	  OFF(dns_timeout),
+	  "Time to wait for one DNS server before trying again." },
+	{ "dns", "tries", CONF_INT, "3", 1, 10, NULL, OFF(dns_tries),
+	  "Attempts per DNS query before it fails temporarily." },
+	{ "dns", "min_ttl", CONF_DURATION, "30s", 0, DAY, NULL,
+	  OFF(dns_min_ttl),
+	  "Answers are cached at least this long, whatever their TTL." },
+	{ "dns", "max_ttl", CONF_DURATION, "1d", SEC, 7 * DAY, NULL,
+	  OFF(dns_max_ttl),
+	  "Answers are cached at most this long." },
+	{ "dns", "negative_ttl", CONF_DURATION, "5m", 0, DAY, NULL,
+	  OFF(dns_negative_ttl),
+	  "Longest time a non-existent domain or a failed lookup is cached "
+	  "(the zone's SOA minimum is used when it is shorter)." },
+
+	/* [smtp] */
+	{ "smtp", "port", CONF_INT, "25", 1, 65535, NULL, OFF(smtp_port),
+	  "Port of MX hosts found through DNS." },
+	{ "smtp", "connect_timeout", CONF_DURATION, "30s", 100, 10 * MIN,
+	  NULL, OFF(smtp_connect_timeout),
+	  "Time allowed for the TCP connection to be established." },
+	{ "smtp", "greeting_timeout", CONF_DURATION, "5m", 100, HOUR, NULL,
+	  OFF(smtp_greeting_timeout),
+	  "Wait for the 220 greeting (RFC 5321 4.5.3.2.1: 5 minutes)." },
+	{ "smtp", "ehlo_timeout", CONF_DURATION, "5m", 100, HOUR, NULL,
+	  OFF(smtp_ehlo_timeout), "Wait for the EHLO or HELO reply." },
+	{ "smtp", "starttls_timeout", CONF_DURATION, "2m", 100, HOUR, NULL,
+	  OFF(smtp_starttls_timeout),
+	  "Wait for the STARTTLS reply and the TLS handshake." },
+	{ "smtp", "mail_timeout", CONF_DURATION, "5m", 100, HOUR, NULL,
+	  OFF(smtp_mail_timeout),
+	  "Wait for the MAIL reply (RFC 5321 4.5.3.2.2: 5 minutes)." },
+	{ "smtp", "rcpt_timeout", CONF_DURATION, "5m", 100, HOUR, NULL,
+	  OFF(smtp_rcpt_timeout),
+	  "Wait for each RCPT reply (RFC 5321 4.5.3.2.3: 5 minutes)." },
+	{ "smtp", "data_timeout", CONF_DURATION, "2m", 100, HOUR, NULL,
+	  OFF(smtp_data_timeout),
+	  "Wait for the 354 reply to DATA (RFC 5321 4.5.3.2.4: 2 minutes)." },
+	{ "smtp", "data_block_timeout", CONF_DURATION, "3m", 100, HOUR, NULL,
+	  OFF(smtp_data_block_timeout),
+	  "Longest stall while sending message data (RFC 5321 4.5.3.2.5: 3 "
+	  "minutes)." },
+	{ "smtp", "data_done_timeout", CONF_DURATION, "10m", 100, HOUR, NULL,
+	  OFF(smtp_data_done_timeout),
+	  "Wait for the reply to the final dot (RFC 5321 4.5.3.2.6: 10 "
+	  "minutes)." },
+	{ "smtp", "quit_timeout", CONF_DURATION, "30s", 100, HOUR, NULL,
+	  OFF(smtp_quit_timeout), "Wait for the QUIT reply." },
+	{ "smtp", "idle_timeout", CONF_DURATION, "10s", 100, HOUR, NULL,
+	  OFF(smtp_idle_timeout),
+	  "An open connection with no work is closed after this long." },
+	{ "smtp", "max_connections", CONF_INT, "20", 1, 10000, NULL,
+	  OFF(smtp_max_connections),
+	  "Most simultaneous connections to one destination host (IP and "
+	  "port), across all workers." },
+	{ "smtp", "max_messages_per_connection", CONF_INT, "1000", 1,
+	  100000000, NULL, OFF(smtp_max_messages_per_connection),
+	  "A connection is closed after this many transactions." },
+	{ "smtp", "reply_line_max", CONF_SIZE, "2k", 512, 64 * KB, NULL,
+	  OFF(smtp_reply_line_max),
+	  "Longest reply line accepted from a server (RFC 5321 4.5.3.1.5 "
+	  "sets 512 as the minimum a client must accept)." },
+	{ "smtp", "pipelining", CONF_BOOL, "yes", 0, 0, NULL,
+	  OFF(smtp_pipelining),
+	  "Use PIPELINING (RFC 2920) when the server offers it." },
+	{ "smtp", "tls_policy", CONF_ENUM, "may", 0, 0, conf_tls_policies,
+	  OFF(smtp_tls_policy),
+	  "none: never STARTTLS. may: STARTTLS when offered, certificate not "
+	  "checked, plain text if the handshake fails. encrypt: TLS required, "
+	  "certificate not checked. verify: TLS required, chain and MX host "
+	  "name checked." },
+	{ "smtp", "tls_ca_file", CONF_STRING, "", 0, 0, NULL,
+	  OFF(smtp_tls_ca_file),
+	  "PEM file of trusted CAs for tls_policy = verify; empty means the "
+	  "system's store." },
+
+	/* [queue] */
+	{ "queue", "max_length", CONF_INT, "100000", 16, 100000000, NULL,
+	  OFF(queue_max_length),
+	  "A domain's queue is split into another queue past this many "
+	  "entries." },
+	{ "queue", "policy", CONF_ENUM, "round-robin", 0, 0,
+	  conf_queue_policies, OFF(queue_policy),
+	  "Which domain a free connection serves next: round-robin, longest "
+	  "(most entries first) or oldest (longest waiting first)." },
+	{ "queue", "retry_base", CONF_DURATION, "5m", 100, DAY, NULL,
+	  OFF(queue_retry_base),
+	  "Wait before the first retry of a temporary failure; each later "
+	  "retry waits twice as long." },
+	{ "queue", "retry_max_interval", CONF_DURATION, "1h", 100, 7 * DAY,
+	  NULL, OFF(queue_retry_max_interval),
+	  "The longest wait between two attempts." },
+	{ "queue", "max_attempts", CONF_INT, "10", 1, 1000, NULL,
+	  OFF(queue_max_attempts),
+	  "A recipient still failing temporarily after this many attempts "
+	  "bounces." },
+	{ "queue", "max_age", CONF_DURATION, "2d", SEC, 30 * DAY, NULL,
+	  OFF(queue_max_age),
+	  "A recipient not delivered this long after the send started "
+	  "bounces." },
+	{ "queue", "host_down_time", CONF_DURATION, "1m", 100, DAY, NULL,
+	  OFF(queue_host_down_time),
+	  "After a failed connection a host is skipped this long (the next "
+	  "MX is used)." },
+};
+
+const size_t conf_nparams = sizeof(conf_params) / sizeof(conf_params[0]);
