@@ -31,11 +31,6 @@ enum conf_tls_policy {
 	CONF_TLS_ENCRYPT,	/* STARTTLS required, no verification */
 	CONF_TLS_VERIFY,	/* STARTTLS required, chain and name checked */
 };
-enum conf_queue_policy {
-	CONF_QPOL_ROUND_ROBIN,
-	CONF_QPOL_LONGEST,
-	CONF_QPOL_OLDEST,
-};
 
 /*
  * struct mr_config - one field per parameter.  Durations are milliseconds,
@@ -93,7 +88,6 @@ struct mr_config {
 
 	/* [queue] */
 	long long	 queue_max_length;
-	int		 queue_policy;
 	long long	 queue_retry_base;
 	long long	 queue_retry_max_interval;
 	long long	 queue_max_attempts;

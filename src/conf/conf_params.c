@@ -24,10 +24,6 @@ static const char *const conf_acct_formats[] = { "csv", "json", NULL };
 static const char *const conf_tls_policies[] = {
 	"none", "may", "encrypt", "verify", NULL,
 };
-static const char *const conf_queue_policies[] = {
-	"round-robin", "longest", "oldest", NULL,
-};
-
 const struct conf_param conf_params[] = {
 	/* [general] */
 	{ "general", "hostname", CONF_STRING, "", 0, 0, NULL,
@@ -183,10 +179,6 @@ const struct conf_param conf_params[] = {
 	  OFF(queue_max_length),
 	  "A domain's queue is split into another queue past this many "
 	  "entries." },
-	{ "queue", "policy", CONF_ENUM, "round-robin", 0, 0,
-	  conf_queue_policies, OFF(queue_policy),
-	  "Which domain a free connection serves next: round-robin, longest "
-	  "(most entries first) or oldest (longest waiting first)." },
 	{ "queue", "retry_base", CONF_DURATION, "5m", 100, DAY, NULL,
 	  OFF(queue_retry_base),
 	  "Wait before the first retry of a temporary failure; each later "

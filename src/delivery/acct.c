@@ -1,0 +1,179 @@
+/*
+ * acct.c - format and append accounting records.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/mr_clock.h"
+#include "core/mr_err.h"
+#include "core/xalloc.h"
+#include "delivery/acct.h"
+#include "delivery/csv.h"
+
+struct acct {
+	FILE		*fp;
+	int		 format;
+	int		 error;		/* first write error, -errno */
+	pthread_mutex_t	 lock;
+};
+
+static const char *const acct_type_names[] = {
+	"delivered", "deferred", "bounced", "rejected",
+};
+
+static const char acct_header[] = "time,type,recipient,line,domain,mx,host,"
+    "attempt,code,dsn,reply,message_id,forensics\n";
+
+const char *
+acct_type_name(enum acct_type t)
+{
+	return acct_type_names[t];
+}
+
+struct acct *
+acct_open(const char *path, int format, struct mr_buf *err)
+{
+	struct acct *a;
+	struct stat st;
+	FILE *fp;
+
+	fp = fopen(path, "ae");
+	if (fp == NULL) {
+		mr_buf_printf(err, "cannot open accounting file %s: %s", path,
+		    strerror(errno));
+		return NULL;
+	}
+	a = xcalloc(1, sizeof(*a));
+	a->fp = fp;
+	a->format = format;
+	pthread_mutex_init(&a->lock, NULL);
+	setvbuf(fp, NULL, _IOFBF, 1 << 16);
+	if (format == CONF_ACCT_CSV && fstat(fileno(fp), &st) == 0 &&
+	    st.st_size == 0)
+		fputs(acct_header, fp);
+	return a;
+}
+
+int
+acct_flush(struct acct *a)
+{
+	int r;
+
+	pthread_mutex_lock(&a->lock);
+	if (fflush(a->fp) != 0 && a->error == 0)
+		a->error = -errno;
+	r = a->error;
+	pthread_mutex_unlock(&a->lock);
+	return r;
+}
+
+int
+acct_close(struct acct **ap)
+{
+	struct acct *a = *ap;
+	int r;
+
+	if (a == NULL)
+		return 0;
+	r = acct_flush(a);
+	if (fclose(a->fp) != 0 && r == 0)
+		r = -errno;
+	pthread_mutex_destroy(&a->lock);
+	free(a);
+	*ap = NULL;
+	return r;
+}
+
+static void
+acct_json_string(struct mr_buf *b, const char *s, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t i;
+	unsigned char c;
+
+	mr_buf_putc(b, '"');
+	for (i = 0; i < n; i++) {
+		c = (unsigned char)s[i];
+		if (c == '"' || c == '\\') {
+			mr_buf_putc(b, '\\');
+			mr_buf_putc(b, (char)c);
+		} else if (c < 0x20) {
+			mr_buf_puts(b, "\\u00");
+			mr_buf_putc(b, hex[c >> 4]);
+			mr_buf_putc(b, hex[c & 15]);
+		} else {
+			mr_buf_putc(b, (char)c);	/* UTF-8 as is */
+		}
+	}
+	mr_buf_putc(b, '"');
+}
+
+static void
+acct_field(struct acct *a, struct mr_buf *b, const char *key, const char *s,
+    size_t n, bool first)
+{
+	if (s == NULL) {
+		s = "";
+		n = 0;
+	} else if (n == (size_t)-1) {
+		n = strlen(s);
+	}
+	if (a->format == CONF_ACCT_JSON) {
+		mr_buf_printf(b, "%s\"%s\":", first ? "{" : ",", key);
+		acct_json_string(b, s, n);
+	} else {
+		if (!first)
+			mr_buf_putc(b, ',');
+		csv_write_field(b, s, n);
+	}
+}
+
+static void
+acct_number(struct acct *a, struct mr_buf *b, const char *key, unsigned v,
+    bool empty_if_zero)
+{
+	if (a->format == CONF_ACCT_JSON) {
+		if (empty_if_zero && v == 0)
+			mr_buf_printf(b, ",\"%s\":null", key);
+		else
+			mr_buf_printf(b, ",\"%s\":%u", key, v);
+	} else if (empty_if_zero && v == 0) {
+		mr_buf_putc(b, ',');
+	} else {
+		mr_buf_printf(b, ",%u", v);
+	}
+}
+
+void
+acct_write(struct acct *a, const struct acct_record *r)
+{
+	struct mr_buf b = MR_BUF_INIT;
+	char ts[32];
+
+	mr_iso8601_ms(r->wall_ms ? r->wall_ms : mr_wall_ms(), ts, sizeof(ts));
+	acct_field(a, &b, "time", ts, (size_t)-1, true);
+	acct_field(a, &b, "type", acct_type_names[r->type], (size_t)-1,
+	    false);
+	acct_field(a, &b, "recipient", r->rcpt, r->rcpt ? r->rcpt_len : 0,
+	    false);
+	acct_number(a, &b, "line", r->line, false);
+	acct_field(a, &b, "domain", r->domain, (size_t)-1, false);
+	acct_field(a, &b, "mx", r->mx, (size_t)-1, false);
+	acct_field(a, &b, "host", r->host, (size_t)-1, false);
+	acct_number(a, &b, "attempt", r->attempt, true);
+	acct_number(a, &b, "code", r->code, true);
+	acct_field(a, &b, "dsn", r->dsn, (size_t)-1, false);
+	acct_field(a, &b, "reply", r->reply, (size_t)-1, false);
+	acct_field(a, &b, "message_id", r->message_id, (size_t)-1, false);
+	acct_field(a, &b, "forensics", r->forensics, (size_t)-1, false);
+	mr_buf_puts(&b, a->format == CONF_ACCT_JSON ? "}\n" : "\n");
+	pthread_mutex_lock(&a->lock);
+	if (fwrite(b.data, 1, b.len, a->fp) != b.len && a->error == 0)
+		a->error = -errno;
+	pthread_mutex_unlock(&a->lock);
+	mr_buf_release(&b);
+}

@@ -1,0 +1,1244 @@
+/*
+ * engine.c - the delivery loop: domains, hosts, sessions, retries.
+ *
+ * A domain (struct edomain) holds its queue of ready entries and, once
+ * resolved, its targets: one struct ehost per address of each MX host, in
+ * preference order.  A domain with entries is attached to the first target
+ * that is not marked down, on that host's list of wanting domains.  A host
+ * opens sessions (up to smtp.max_connections, shared out among the
+ * engines) while domains want it; a session that can take a transaction
+ * takes one from the next wanting domain (round-robin), batching
+ * recipients whose messages would be byte-identical.
+ *
+ * Failures: a session that fails before it is ready (refused, timed out,
+ * a 4xx/5xx greeting) marks its host down for queue.host_down_time when no
+ * other session to it works, and its domains move to their next target;
+ * a domain left with no target defers its queue (each entry's attempt
+ * counted) and waits for a host to come back.  Failures inside a
+ * transaction defer or bounce its recipients by their replies.  Deferred
+ * entries wait in a heap for their next attempt.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "core/mr_clock.h"
+#include "core/mr_err.h"
+#include "core/mr_hmap.h"
+#include "core/mr_log.h"
+#include "core/xalloc.h"
+#include "delivery/engine.h"
+#include "delivery/forensics.h"
+#include "dns/dns.h"
+#include "queue/queue.h"
+#include "smtpc/smtpc.h"
+
+#define ENGINE_TICK_MS		100
+#define ENGINE_BATCH_WINDOW	256	/* entries looked at for a batch */
+
+struct ehost;
+struct esess;
+
+enum edomain_state {
+	EDOM_IDLE,		/* not resolved, or resolution expired */
+	EDOM_RESOLVING,
+	EDOM_READY,		/* targets known */
+	EDOM_FAILED,		/* permanent DNS failure: bounce entries */
+};
+
+struct edomain {
+	struct engine		*e;
+	uint32_t		 id;
+	const char		*name;		/* borrowed from the list */
+	struct dqueue		 q;
+	enum edomain_state	 state;
+	uint64_t		 dns_req;
+	uint64_t		 expires;	/* mono ms of the DNS answer */
+	int			 fail_status;	/* EDOM_FAILED: MR_EDNS_* */
+	char			*fail_reason;
+	struct ehost		**targets;
+	size_t			 ntargets;
+	struct ehost		*host;		/* attached to, or NULL */
+	TAILQ_ENTRY(edomain)	 host_link;
+	uint64_t		 wait_until;	/* all targets down: mono ms */
+	LIST_ENTRY(edomain)	 wait_link;
+	bool			 waiting;
+};
+
+TAILQ_HEAD(edomain_list, edomain);
+TAILQ_HEAD(esess_list, esess);
+
+struct ehost {
+	char			 key[80];	/* "ip:port" */
+	char			*mx;		/* host name, for SNI and logs */
+	struct sockaddr_storage	 ss;
+	socklen_t		 sslen;
+	struct edomain_list	 wanting;
+	uint64_t		 queued;	/* entries of wanting domains */
+	struct esess_list	 sessions;
+	struct esess_list	 idle;
+	unsigned		 nsess;
+	unsigned		 nusable;	/* sessions that reached ready */
+	unsigned		 limit;		/* current session limit */
+	uint64_t		 down_until;	/* mono ms */
+	uint64_t		 no_tls_until;
+	char			*last_error;
+	char			 last_esc[16];
+	unsigned		 last_code;
+};
+
+struct esess {
+	struct engine		*e;
+	struct ehost		*h;
+	struct smtpc		*s;
+	bool			 idle;
+	bool			 usable;
+	TAILQ_ENTRY(esess)	 link;
+	TAILQ_ENTRY(esess)	 idle_link;
+};
+
+struct etxn {
+	struct smtpc_txn	 txn;		/* first: the session sees this */
+	struct edomain		*dom;
+	struct ehost		*host;
+	struct queue_entry	*ent;
+	const char		**rcpt;
+	struct smtpc_result	*res;
+	struct mr_buf		 addrs;		/* NUL-separated */
+	size_t			 cap;
+	char			 msgid[128];
+	char			 date[40];
+	struct etxn		*next_free;
+};
+
+LIST_HEAD(edomain_wait_list, edomain);
+
+struct engine {
+	unsigned		 id;
+	struct campaign		*camp;
+	const struct mr_config	*cfg;
+	struct event_base	*base;
+	struct dns		*dns;
+	struct csv_parser	*cp;
+	struct tmpl_scratch	*ts;
+	struct edomain		**doms;		/* by domain id; NULL: not ours */
+	size_t			 ndoms;
+	struct ehost		**hosts;
+	size_t			 nhosts;
+	struct mr_hmap		*host_index;
+	struct rheap		 retry;
+	struct event		*retry_timer;
+	uint64_t		 retry_armed;	/* due of the armed timer */
+	struct event		*tick;
+	struct edomain_wait_list waiting;
+	struct etxn		*free_txns;
+	uint64_t		 epoch;		/* mono ms at engine_new */
+	uint64_t		 pending;	/* recipients not final */
+	uint64_t		 queued;	/* entries in domain queues */
+	unsigned		 nsess;
+	unsigned		 max_conns;	/* per host, this engine's share */
+	bool			 stopping;
+	time_t			 date_sec;
+	char			 date[40];
+	struct mr_buf		 tmp;
+	struct engine_stats	 stats;
+};
+
+static void engine_kick_domain(struct engine *e, struct edomain *d);
+static void engine_kick_host(struct engine *e, struct ehost *h);
+static void engine_check_done(struct engine *e);
+
+static const struct smtpc_ops engine_smtpc_ops;
+
+/* ---------------------------------------------------------------- */
+/* Small helpers                                                    */
+/* ---------------------------------------------------------------- */
+
+static uint64_t
+engine_now(const struct engine *e)
+{
+	return mr_clock_ms() - e->epoch;
+}
+
+static const char *
+engine_date(struct engine *e)
+{
+	time_t now = time(NULL);
+
+	if (now != e->date_sec) {
+		e->date_sec = now;
+		mr_rfc5322_date(now, e->date, sizeof(e->date));
+	}
+	return e->date;
+}
+
+static bool
+engine_host_eq(void *ctx, uint32_t value, const void *key, size_t len)
+{
+	struct engine *e = ctx;
+
+	return strlen(e->hosts[value]->key) == len &&
+	    memcmp(e->hosts[value]->key, key, len) == 0;
+}
+
+static void
+engine_addr_key(const struct sockaddr *sa, char *out, size_t size)
+{
+	char host[INET6_ADDRSTRLEN];
+
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const void *)sa;
+
+		inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
+		snprintf(out, size, "[%s]:%u", host, ntohs(s6->sin6_port));
+	} else {
+		const struct sockaddr_in *s4 = (const void *)sa;
+
+		inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
+		snprintf(out, size, "%s:%u", host, ntohs(s4->sin_port));
+	}
+}
+
+/* engine_host - the host for an address, made on first use. */
+static struct ehost *
+engine_host(struct engine *e, const struct dns_addr *a, const char *mx)
+{
+	char key[80];
+	uint32_t v;
+	uint64_t h;
+	struct ehost *host;
+
+	engine_addr_key((const struct sockaddr *)&a->ss, key, sizeof(key));
+	h = mr_hash(key, strlen(key));
+	v = mr_hmap_find(e->host_index, h, key, strlen(key));
+	if (v != MR_HMAP_NONE)
+		return e->hosts[v];
+	host = xcalloc(1, sizeof(*host));
+	snprintf(host->key, sizeof(host->key), "%s", key);
+	host->mx = xstrdup(mx);
+	memcpy(&host->ss, &a->ss, a->len);
+	host->sslen = a->len;
+	TAILQ_INIT(&host->wanting);
+	TAILQ_INIT(&host->sessions);
+	TAILQ_INIT(&host->idle);
+	host->limit = e->max_conns;
+	e->hosts = xreallocarray(e->hosts, e->nhosts + 1, sizeof(*e->hosts));
+	e->hosts[e->nhosts] = host;
+	mr_hmap_put(e->host_index, h, key, strlen(key), (uint32_t)e->nhosts);
+	e->nhosts++;
+	return host;
+}
+
+static struct edomain *
+engine_domain(struct engine *e, uint32_t id)
+{
+	struct edomain *d = e->doms[id];
+
+	if (d != NULL)
+		return d;
+	d = xcalloc(1, sizeof(*d));
+	d->e = e;
+	d->id = id;
+	d->name = list_domain_name(e->camp->list, id);
+	dqueue_init(&d->q, (uint32_t)e->cfg->queue_max_length);
+	e->doms[id] = d;
+	return d;
+}
+
+static void
+engine_note_queue(struct engine *e)
+{
+	if (e->queued > e->stats.queued_peak)
+		e->stats.queued_peak = e->queued;
+}
+
+/* ---------------------------------------------------------------- */
+/* Outcomes                                                         */
+/* ---------------------------------------------------------------- */
+
+struct engine_outcome {
+	enum acct_type	 type;
+	const char	*rcpt;		/* NULL: read it from the list */
+	const char	*mx;
+	const char	*host;
+	unsigned	 code;
+	const char	*dsn;
+	const char	*reply;
+	const char	*message_id;
+	const char	*forensics;
+};
+
+/* engine_record - account for one outcome of entry ent. */
+static void
+engine_record(struct engine *e, const struct queue_entry *ent,
+    const struct engine_outcome *o)
+{
+	struct campaign *c = e->camp;
+	struct acct_record r;
+	const struct csv_field *f;
+	size_t nf;
+
+	switch (o->type) {
+	case ACCT_DELIVERED:
+		atomic_fetch_add_explicit(&c->delivered, 1,
+		    memory_order_relaxed);
+		c->dom[ent->domain].delivered++;
+		break;
+	case ACCT_BOUNCED:
+		atomic_fetch_add_explicit(&c->bounced, 1,
+		    memory_order_relaxed);
+		c->dom[ent->domain].bounced++;
+		break;
+	case ACCT_DEFERRED:
+		atomic_fetch_add_explicit(&c->deferrals, 1,
+		    memory_order_relaxed);
+		c->dom[ent->domain].deferrals++;
+		break;
+	case ACCT_REJECTED:
+		break;
+	}
+	if (o->type != ACCT_DEFERRED) {
+		MR_ASSERT(e->pending > 0);
+		e->pending--;
+	}
+	if (c->acct == NULL)
+		return;
+	memset(&r, 0, sizeof(r));
+	r.type = o->type;
+	if (o->rcpt != NULL) {
+		r.rcpt = o->rcpt;
+		r.rcpt_len = strlen(o->rcpt);
+	} else {
+		f = list_fields(c->list, e->cp, ent->rcpt, &nf);
+		MR_ASSERT(f != NULL);
+		list_email(c->list, f, &r.rcpt, &r.rcpt_len);
+	}
+	r.line = list_line(c->list, ent->rcpt);
+	r.domain = list_domain_name(c->list, ent->domain);
+	r.mx = o->mx;
+	r.host = o->host;
+	r.attempt = ent->attempts;
+	r.code = o->code;
+	r.dsn = o->dsn;
+	r.reply = o->reply;
+	r.message_id = o->message_id;
+	r.forensics = o->forensics;
+	acct_write(c->acct, &r);
+}
+
+static uint64_t
+engine_backoff(const struct engine *e, unsigned attempts)
+{
+	uint64_t d = (uint64_t)e->cfg->queue_retry_base;
+	unsigned i;
+
+	for (i = 1; i < attempts && d < (uint64_t)e->cfg->
+	    queue_retry_max_interval; i++)
+		d *= 2;
+	if (d > (uint64_t)e->cfg->queue_retry_max_interval)
+		d = (uint64_t)e->cfg->queue_retry_max_interval;
+	return d;
+}
+
+static void
+engine_arm_retry(struct engine *e)
+{
+	const struct queue_entry *top = rheap_peek(&e->retry);
+	uint64_t now = engine_now(e), wait;
+	struct timeval tv;
+
+	if (top == NULL)
+		return;
+	if (e->retry_armed != 0 && e->retry_armed <= top->due &&
+	    evtimer_pending(e->retry_timer, NULL))
+		return;
+	wait = top->due > now ? top->due - now : 0;
+	tv.tv_sec = (time_t)(wait / 1000);
+	tv.tv_usec = (suseconds_t)(wait % 1000) * 1000;
+	evtimer_add(e->retry_timer, &tv);
+	e->retry_armed = top->due;
+}
+
+/*
+ * engine_defer - a temporary failure of entry ent (its attempt already
+ * counted): a deferred record, then either a retry later or, past the
+ * limits, a final bounce.
+ */
+static void
+engine_defer(struct engine *e, struct queue_entry ent,
+    const struct engine_outcome *o)
+{
+	struct engine_outcome fin;
+	uint64_t now = engine_now(e), next;
+	const char *why = NULL;
+
+	engine_record(e, &ent, o);
+	next = now + engine_backoff(e, ent.attempts);
+	if (ent.attempts >= e->cfg->queue_max_attempts)
+		why = "attempts";
+	else if (next + e->epoch >= e->camp->start_mono_ms +
+	    (uint64_t)e->cfg->queue_max_age)
+		why = "age";
+	if (why == NULL && !e->stopping) {
+		ent.due = (uint32_t)next;
+		rheap_push(&e->retry, &ent);
+		engine_arm_retry(e);
+		return;
+	}
+	if (e->stopping) {
+		/* Not final: left for a later run (counted unfinished). */
+		e->pending--;
+		e->stats.unfinished++;
+		return;
+	}
+	fin = *o;
+	fin.type = ACCT_BOUNCED;
+	mr_buf_reset(&e->tmp);
+	mr_buf_printf(&e->tmp, "retry limit reached (queue.max_%s) after %u "
+	    "attempt%s; last reply: %s", why, ent.attempts,
+	    ent.attempts == 1 ? "" : "s", o->reply ? o->reply : "");
+	fin.reply = mr_buf_cstr(&e->tmp);
+	engine_record(e, &ent, &fin);
+}
+
+/* engine_fail_queue - every entry queued for d fails the same way. */
+static void
+engine_fail_queue(struct engine *e, struct edomain *d, bool permanent,
+    const struct engine_outcome *o)
+{
+	struct queue_entry ent;
+
+	if (d->host) {
+		d->host->queued -= d->q.len;
+		TAILQ_REMOVE(&d->host->wanting, d, host_link);
+		d->host = NULL;
+	}
+	while (dqueue_pop(&d->q, &ent)) {
+		e->queued--;
+		ent.attempts++;
+		if (permanent)
+			engine_record(e, &ent, o);
+		else
+			engine_defer(e, ent, o);
+	}
+	engine_check_done(e);
+}
+
+/* ---------------------------------------------------------------- */
+/* Domains: DNS and attachment to hosts                             */
+/* ---------------------------------------------------------------- */
+
+static void
+engine_detach(struct edomain *d)
+{
+	if (d->host == NULL)
+		return;
+	d->host->queued -= d->q.len;
+	TAILQ_REMOVE(&d->host->wanting, d, host_link);
+	d->host = NULL;
+}
+
+static void
+engine_wait(struct engine *e, struct edomain *d, uint64_t until)
+{
+	d->wait_until = until;
+	if (!d->waiting) {
+		LIST_INSERT_HEAD(&e->waiting, d, wait_link);
+		d->waiting = true;
+	}
+}
+
+/*
+ * engine_attach - put d on the list of its first usable target.  With no
+ * usable target: if some failed just now (failed_host), the queue is
+ * deferred with that host's error; otherwise d waits for the first host to
+ * come back.
+ */
+static void
+engine_attach(struct engine *e, struct edomain *d, struct ehost *failed)
+{
+	uint64_t now = mr_clock_ms(), soonest = UINT64_MAX;
+	struct ehost *h = NULL;
+	struct engine_outcome o;
+	size_t i;
+
+	for (i = 0; i < d->ntargets; i++) {
+		if (d->targets[i]->down_until <= now) {
+			h = d->targets[i];
+			break;
+		}
+		if (d->targets[i]->down_until < soonest)
+			soonest = d->targets[i]->down_until;
+	}
+	if (h == NULL) {
+		engine_detach(d);
+		if (failed != NULL) {
+			memset(&o, 0, sizeof(o));
+			o.type = ACCT_DEFERRED;
+			o.mx = failed->mx;
+			o.host = failed->key;
+			o.code = failed->last_code;
+			o.dsn = failed->last_esc[0] ? failed->last_esc :
+			    "4.4.1";
+			o.reply = failed->last_error;
+			engine_fail_queue(e, d, false, &o);
+		}
+		engine_wait(e, d, soonest);
+		return;
+	}
+	if (d->host == h)
+		return;
+	engine_detach(d);
+	d->host = h;
+	h->queued += d->q.len;
+	TAILQ_INSERT_TAIL(&h->wanting, d, host_link);
+	engine_kick_host(e, h);
+}
+
+static void
+engine_dns_done(void *arg, uint64_t reqid, const struct dns_result *res);
+
+/* engine_apply_dns - use a resolution result for d. */
+static void
+engine_apply_dns(struct engine *e, struct edomain *d,
+    const struct dns_result *res)
+{
+	struct engine_outcome o;
+	size_t i, j;
+
+	free(d->targets);
+	d->targets = NULL;
+	d->ntargets = 0;
+	d->expires = res->expires_ms;
+	memset(&o, 0, sizeof(o));
+	o.reply = res->reason;
+	switch (res->status) {
+	case 0:
+		break;
+	case MR_EDNS_TEMP:
+		o.type = ACCT_DEFERRED;
+		o.dsn = "4.4.3";
+		d->state = EDOM_IDLE;
+		engine_fail_queue(e, d, false, &o);
+		return;
+	default:
+		d->state = EDOM_FAILED;
+		d->fail_status = res->status;
+		free(d->fail_reason);
+		d->fail_reason = xstrdup(res->reason ? res->reason :
+		    "permanent DNS failure");
+		o.type = ACCT_BOUNCED;
+		o.dsn = res->status == MR_EDNS_NULLMX ? "5.1.10" : "5.1.2";
+		o.reply = d->fail_reason;
+		engine_fail_queue(e, d, true, &o);
+		return;
+	}
+	for (i = 0; i < res->nhosts; i++)
+		d->ntargets += res->hosts[i].naddrs;
+	d->targets = xcalloc(d->ntargets ? d->ntargets : 1,
+	    sizeof(*d->targets));
+	d->ntargets = 0;
+	for (i = 0; i < res->nhosts; i++)
+		for (j = 0; j < res->hosts[i].naddrs; j++)
+			d->targets[d->ntargets++] = engine_host(e,
+			    &res->hosts[i].addrs[j], res->hosts[i].name);
+	d->state = EDOM_READY;
+	if (d->ntargets == 0) {
+		o.type = ACCT_DEFERRED;
+		o.dsn = "4.4.3";
+		o.reply = "no MX host has an address";
+		d->state = EDOM_IDLE;
+		engine_fail_queue(e, d, false, &o);
+		return;
+	}
+	engine_attach(e, d, NULL);
+}
+
+/* engine_dns_done - an answer for d (which lives as long as its engine;
+ * dns_free() cancels what is pending before the engine goes). */
+static void
+engine_dns_done(void *arg, uint64_t reqid, const struct dns_result *res)
+{
+	struct edomain *d = arg;
+	struct engine *e = d->e;
+
+	(void)reqid;
+	d->dns_req = 0;
+	d->state = EDOM_IDLE;
+	engine_apply_dns(e, d, res);
+	engine_check_done(e);
+}
+
+/*
+ * engine_kick_domain - get d's entries moving: resolve it if needed,
+ * attach it to a host, or fail its queue.
+ */
+static void
+engine_kick_domain(struct engine *e, struct edomain *d)
+{
+	const struct dns_result *res;
+	struct engine_outcome o;
+	uint64_t now = mr_clock_ms();
+
+	if (d->q.len == 0 || d->state == EDOM_RESOLVING)
+		return;
+	if (d->state == EDOM_FAILED && now < d->expires) {
+		memset(&o, 0, sizeof(o));
+		o.type = ACCT_BOUNCED;
+		o.dsn = d->fail_status == MR_EDNS_NULLMX ? "5.1.10" : "5.1.2";
+		o.reply = d->fail_reason;
+		engine_fail_queue(e, d, true, &o);
+		return;
+	}
+	if (d->state == EDOM_READY && now < d->expires) {
+		if (d->host == NULL && !d->waiting)
+			engine_attach(e, d, NULL);
+		else if (d->host)
+			engine_kick_host(e, d->host);
+		return;
+	}
+	res = dns_cached_mail(e->dns, d->name);
+	if (res != NULL) {
+		engine_apply_dns(e, d, res);
+		return;
+	}
+	d->state = EDOM_RESOLVING;
+	d->dns_req = dns_lookup_mail(e->dns, d->name, engine_dns_done, d);
+}
+
+/* ---------------------------------------------------------------- */
+/* Transactions                                                     */
+/* ---------------------------------------------------------------- */
+
+static struct etxn *
+engine_txn_get(struct engine *e)
+{
+	struct etxn *t = e->free_txns;
+	size_t cap = (size_t)e->cfg->send_max_rcpt_per_message;
+
+	if (t != NULL) {
+		e->free_txns = t->next_free;
+	} else {
+		t = xcalloc(1, sizeof(*t));
+		t->cap = cap;
+		t->ent = xcalloc(cap, sizeof(*t->ent));
+		t->rcpt = xcalloc(cap, sizeof(*t->rcpt));
+		t->res = xcalloc(cap, sizeof(*t->res));
+		t->txn.body = evbuffer_new();
+	}
+	memset(t->res, 0, t->cap * sizeof(*t->res));
+	mr_buf_reset(&t->addrs);
+	mr_buf_reset(&t->txn.texts);
+	evbuffer_drain(t->txn.body, evbuffer_get_length(t->txn.body));
+	t->txn.res = t->res;
+	t->txn.rcpt = t->rcpt;
+	return t;
+}
+
+static void
+engine_txn_put(struct engine *e, struct etxn *t)
+{
+	t->next_free = e->free_txns;
+	e->free_txns = t;
+}
+
+static void
+engine_txn_free_all(struct engine *e)
+{
+	struct etxn *t;
+
+	while ((t = e->free_txns) != NULL) {
+		e->free_txns = t->next_free;
+		free(t->ent);
+		free(t->rcpt);
+		free(t->res);
+		mr_buf_release(&t->addrs);
+		mr_buf_release(&t->txn.texts);
+		evbuffer_free(t->txn.body);
+		free(t);
+	}
+}
+
+static bool
+engine_batch_match(void *arg, const struct queue_entry *head,
+    const struct queue_entry *x)
+{
+	struct engine *e = arg;
+	uint64_t a = list_fingerprint(e->camp->list, head->rcpt);
+
+	return a != 0 && a == list_fingerprint(e->camp->list, x->rcpt) &&
+	    head->attempts == x->attempts;
+}
+
+/*
+ * engine_build - a transaction for the n entries in ents (same domain),
+ * rendered from the first one's fields.  The message is checked against
+ * send.max_message_size; returns NULL (after bouncing the entries) when
+ * it is too big.
+ */
+static struct etxn *
+engine_build(struct engine *e, struct edomain *d, struct ehost *h,
+    const struct queue_entry *ents, size_t n)
+{
+	struct campaign *c = e->camp;
+	struct etxn *t = engine_txn_get(e);
+	const struct csv_field *f;
+	size_t nf, i, off[1024], alen;
+	const char *addr;
+	struct tmpl_msg msg;
+	bool eight = false;
+
+	MR_ASSERT(n <= t->cap && n <= 1024);
+	t->dom = d;
+	t->host = h;
+	snprintf(t->msgid, sizeof(t->msgid), "<%s.%u.%u@%s>", c->token,
+	    ents[0].rcpt, ents[0].attempts + 1u, e->cfg->send_message_id_domain);
+	snprintf(t->date, sizeof(t->date), "%s", engine_date(e));
+	for (i = 0; i < n; i++) {
+		t->ent[i] = ents[i];
+		f = list_fields(c->list, e->cp, ents[i].rcpt, &nf);
+		MR_ASSERT(f != NULL);
+		list_email(c->list, f, &addr, &alen);
+		off[i] = t->addrs.len;
+		mr_buf_append(&t->addrs, addr, alen);
+		mr_buf_putc(&t->addrs, '\0');
+		if (i == n - 1) {
+			/* The batch shares one rendering: the last row's
+			 * fields are still in the parser. */
+			msg.message_id = t->msgid;
+			msg.date = t->date;
+			t->txn.size = tmpl_render(c->tmpl, e->ts, f, nf, &msg,
+			    TMPL_DOT_STUFF, t->txn.body, &eight);
+		}
+	}
+	for (i = 0; i < n; i++)
+		t->rcpt[i] = t->addrs.data + off[i];
+	t->txn.nrcpts = n;
+	t->txn.mail_from = c->mail_from;
+	t->txn.eight_bit = eight;
+	if (t->txn.size > (size_t)e->cfg->send_max_message_size) {
+		struct engine_outcome o;
+
+		memset(&o, 0, sizeof(o));
+		o.type = ACCT_BOUNCED;
+		o.dsn = "5.3.4";
+		mr_buf_reset(&e->tmp);
+		mr_buf_printf(&e->tmp, "message of %zu bytes exceeds "
+		    "send.max_message_size", t->txn.size);
+		o.reply = mr_buf_cstr(&e->tmp);
+		for (i = 0; i < n; i++) {
+			t->ent[i].attempts++;
+			o.rcpt = t->rcpt[i];
+			engine_record(e, &t->ent[i], &o);
+		}
+		engine_txn_put(e, t);
+		return NULL;
+	}
+	return t;
+}
+
+/*
+ * engine_feed - give session es a transaction from the next wanting domain
+ * of its host.  Returns false when there is no work.
+ */
+static bool
+engine_feed(struct engine *e, struct esess *es)
+{
+	struct ehost *h = es->h;
+	struct queue_entry ents[1024];
+	struct edomain *d;
+	struct etxn *t;
+	size_t n, max = (size_t)e->cfg->send_max_rcpt_per_message;
+
+	if (max > 1024)
+		max = 1024;
+	while (!e->stopping && (d = TAILQ_FIRST(&h->wanting)) != NULL) {
+		if (d->q.len == 0) {
+			engine_detach(d);
+			continue;
+		}
+		n = e->camp->batching ? dqueue_pop_batch(&d->q,
+		    engine_batch_match, e, max, ENGINE_BATCH_WINDOW, ents) :
+		    (dqueue_pop(&d->q, &ents[0]) ? 1 : 0);
+		h->queued -= n;
+		e->queued -= n;
+		TAILQ_REMOVE(&h->wanting, d, host_link);
+		if (d->q.len > 0)
+			TAILQ_INSERT_TAIL(&h->wanting, d, host_link);
+		else
+			d->host = NULL;
+		t = engine_build(e, d, h, ents, n);
+		if (t == NULL)
+			continue;
+		if (smtpc_send(es->s, &t->txn) != 0) {
+			/* Cannot happen after ready; put them back. */
+			for (n = 0; n < t->txn.nrcpts; n++) {
+				dqueue_push(&d->q, &t->ent[n]);
+				e->queued++;
+			}
+			engine_txn_put(e, t);
+			engine_kick_domain(e, d);
+			return false;
+		}
+		return true;
+	}
+	return false;
+}
+
+/* ---------------------------------------------------------------- */
+/* Hosts and sessions                                               */
+/* ---------------------------------------------------------------- */
+
+static void
+engine_open_session(struct engine *e, struct ehost *h)
+{
+	struct smtpc_params p;
+	struct esess *es = xcalloc(1, sizeof(*es));
+	int err = 0;
+
+	memset(&p, 0, sizeof(p));
+	p.cfg = e->cfg;
+	p.tls_ctx = e->camp->tls_ctx;
+	p.helo = e->cfg->general_hostname;
+	p.mx_name = h->mx;
+	p.addr = (const struct sockaddr *)&h->ss;
+	p.addrlen = h->sslen;
+	p.no_tls = h->no_tls_until > mr_clock_ms();
+	es->e = e;
+	es->h = h;
+	es->s = smtpc_new(e->base, &p, &engine_smtpc_ops, es, &err);
+	if (es->s == NULL) {
+		mr_log_err("engine", "host=%s event=socket error=%s", h->key,
+		    mr_q(mr_strerror(err), (size_t)-1));
+		free(es);
+		return;
+	}
+	TAILQ_INSERT_TAIL(&h->sessions, es, link);
+	h->nsess++;
+	e->nsess++;
+	e->stats.sessions++;
+}
+
+/*
+ * engine_kick_host - put idle sessions to work, and open sessions while
+ * the host's queued entries call for more (within its limit).
+ */
+static void
+engine_kick_host(struct engine *e, struct ehost *h)
+{
+	struct esess *es;
+
+	while (h->queued > 0 && (es = TAILQ_FIRST(&h->idle)) != NULL) {
+		TAILQ_REMOVE(&h->idle, es, idle_link);
+		es->idle = false;
+		if (!smtpc_can_send(es->s))
+			continue;
+		if (!engine_feed(e, es)) {
+			TAILQ_INSERT_HEAD(&h->idle, es, idle_link);
+			es->idle = true;
+			break;
+		}
+	}
+	if (e->stopping || h->down_until > mr_clock_ms())
+		return;
+	while (h->queued > h->nsess && h->nsess < h->limit)
+		engine_open_session(e, h);
+}
+
+/* engine_host_down - h failed: mark it and move its domains on. */
+static void
+engine_host_down(struct engine *e, struct ehost *h,
+    const struct smtpc_end *end)
+{
+	struct edomain *d;
+
+	h->down_until = mr_clock_ms() + (uint64_t)e->cfg->queue_host_down_time;
+	free(h->last_error);
+	h->last_error = xstrdup(end->text);
+	h->last_code = end->code;
+	snprintf(h->last_esc, sizeof(h->last_esc), "%s", end->esc);
+	mr_log_warn("engine", "host=%s mx=%s event=down for=%llds reason=%s",
+	    h->key, h->mx, e->cfg->queue_host_down_time / 1000,
+	    mr_q(end->text, (size_t)-1));
+	while ((d = TAILQ_FIRST(&h->wanting)) != NULL) {
+		engine_detach(d);
+		engine_attach(e, d, h);
+	}
+}
+
+static void
+engine_sess_ready(struct smtpc *s, void *arg)
+{
+	struct esess *es = arg;
+	struct engine *e = es->e;
+
+	(void)s;
+	if (!es->usable) {
+		es->usable = true;
+		es->h->nusable++;
+	}
+	if (engine_feed(e, es))
+		return;
+	if (!es->idle) {
+		TAILQ_INSERT_TAIL(&es->h->idle, es, idle_link);
+		es->idle = true;
+	}
+	if (e->stopping || e->pending == 0)
+		smtpc_quit(s);
+}
+
+static void
+engine_keep_forensics(struct engine *e, struct etxn *t, size_t i,
+    char *path, size_t size)
+{
+	struct campaign *c = e->camp;
+	const struct csv_field *f;
+	struct evbuffer *msg;
+	struct tmpl_msg m;
+	size_t nf;
+	int r;
+
+	path[0] = '\0';
+	if (c->forensics_dir == NULL ||
+	    atomic_fetch_add(&c->forensics_kept, 1) >=
+	    (uint64_t)e->cfg->send_forensics_max)
+		return;
+	f = list_fields(c->list, e->cp, t->ent[i].rcpt, &nf);
+	MR_ASSERT(f != NULL);
+	msg = evbuffer_new();
+	m.message_id = t->msgid;
+	m.date = t->date;
+	tmpl_render(c->tmpl, e->ts, f, nf, &m, 0, msg, NULL);
+	r = forensics_keep(c->forensics_dir,
+	    list_line(c->list, t->ent[i].rcpt), msg, path, size);
+	evbuffer_free(msg);
+	if (r != 0) {
+		mr_log_warn("engine", "event=forensics dir=%s error=%s",
+		    mr_q(c->forensics_dir, (size_t)-1),
+		    mr_q(mr_strerror(r), (size_t)-1));
+		path[0] = '\0';
+	}
+}
+
+static void
+engine_sess_done(struct smtpc *s, void *arg, struct smtpc_txn *txn)
+{
+	struct esess *es = arg;
+	struct engine *e = es->e;
+	struct etxn *t = (struct etxn *)txn;
+	struct engine_outcome o;
+	struct queue_entry ent;
+	char path[512];
+	size_t i;
+
+	(void)s;
+	for (i = 0; i < txn->nrcpts; i++) {
+		const struct smtpc_result *r = &txn->res[i];
+
+		ent = t->ent[i];
+		ent.attempts++;
+		memset(&o, 0, sizeof(o));
+		o.rcpt = t->rcpt[i];
+		o.mx = t->host->mx;
+		o.host = t->host->key;
+		o.code = r->code;
+		o.dsn = r->esc;
+		o.reply = smtpc_result_text(txn, r);
+		o.message_id = t->msgid;
+		switch (r->cls) {
+		case 2:
+			o.type = ACCT_DELIVERED;
+			engine_record(e, &ent, &o);
+			break;
+		case 5:
+			o.type = ACCT_BOUNCED;
+			engine_keep_forensics(e, t, i, path, sizeof(path));
+			o.forensics = path;
+			engine_record(e, &ent, &o);
+			break;
+		default:
+			o.type = ACCT_DEFERRED;
+			engine_defer(e, ent, &o);
+			break;
+		}
+	}
+	engine_txn_put(e, t);
+	engine_check_done(e);
+}
+
+static void
+engine_sess_closed(struct smtpc *s, void *arg, const struct smtpc_end *end)
+{
+	struct esess *es = arg;
+	struct engine *e = es->e;
+	struct ehost *h = es->h;
+
+	TAILQ_REMOVE(&h->sessions, es, link);
+	if (es->idle)
+		TAILQ_REMOVE(&h->idle, es, idle_link);
+	h->nsess--;
+	e->nsess--;
+	if (es->usable)
+		h->nusable--;
+	smtpc_free(&s);
+	free(es);
+	if (!end->usable) {
+		if (end->tls_failed &&
+		    e->cfg->smtp_tls_policy == CONF_TLS_MAY) {
+			/* Opportunistic TLS failed: plain text next time. */
+			h->no_tls_until = mr_clock_ms() +
+			    (uint64_t)e->cfg->queue_host_down_time;
+			mr_log_warn("engine", "host=%s event=tls-failed "
+			    "next=plaintext reason=%s", h->key,
+			    mr_q(end->text, (size_t)-1));
+		} else if (h->nusable == 0) {
+			engine_host_down(e, h, end);
+		} else if (h->limit > h->nusable) {
+			/* It works, but not with more sessions than now. */
+			h->limit = h->nusable;
+			mr_log_info("engine", "host=%s event=limit sessions=%u "
+			    "reason=%s", h->key, h->limit,
+			    mr_q(end->text, (size_t)-1));
+		}
+	}
+	if (h->down_until <= mr_clock_ms())
+		engine_kick_host(e, h);
+	engine_check_done(e);
+}
+
+static const struct smtpc_ops engine_smtpc_ops = {
+	.ready = engine_sess_ready,
+	.done = engine_sess_done,
+	.closed = engine_sess_closed,
+};
+
+/* ---------------------------------------------------------------- */
+/* The loop                                                         */
+/* ---------------------------------------------------------------- */
+
+static void
+engine_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct engine *e = arg;
+	const struct queue_entry *top;
+	struct queue_entry ent;
+	struct edomain *d;
+	uint64_t now = engine_now(e);
+
+	(void)fd;
+	(void)what;
+	e->retry_armed = 0;
+	while ((top = rheap_peek(&e->retry)) != NULL && top->due <= now) {
+		rheap_pop(&e->retry, &ent);
+		d = e->doms[ent.domain];
+		dqueue_push(&d->q, &ent);
+		e->queued++;
+		if (d->host)
+			d->host->queued++;
+		engine_kick_domain(e, d);
+	}
+	engine_note_queue(e);
+	engine_arm_retry(e);
+}
+
+static void
+engine_tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct engine *e = arg;
+	struct edomain *d, *next;
+	uint64_t now = mr_clock_ms();
+	size_t i;
+
+	(void)fd;
+	(void)what;
+	engine_check_done(e);
+	if (!e->stopping && atomic_load(&e->camp->stop)) {
+		struct queue_entry ent;
+
+		e->stopping = true;
+		mr_log_info("engine", "engine=%u event=stopping", e->id);
+		/* Queued entries stay unfinished; sessions finish what they
+		 * have in flight, then quit. */
+		for (i = 0; i < e->ndoms; i++) {
+			d = e->doms[i];
+			if (d == NULL)
+				continue;
+			engine_detach(d);
+			while (dqueue_pop(&d->q, &ent)) {
+				e->queued--;
+				e->pending--;
+				e->stats.unfinished++;
+			}
+		}
+		while (rheap_peek(&e->retry) != NULL) {
+			rheap_pop(&e->retry, &ent);
+			e->pending--;
+			e->stats.unfinished++;
+		}
+		for (i = 0; i < e->nhosts; i++) {
+			struct esess *es;
+
+			TAILQ_FOREACH(es, &e->hosts[i]->idle, idle_link)
+				smtpc_quit(es->s);
+		}
+		engine_check_done(e);
+	}
+	for (d = LIST_FIRST(&e->waiting); d != NULL; d = next) {
+		next = LIST_NEXT(d, wait_link);
+		if (d->wait_until > now)
+			continue;
+		LIST_REMOVE(d, wait_link);
+		d->waiting = false;
+		engine_kick_domain(e, d);
+	}
+}
+
+static void
+engine_check_done(struct engine *e)
+{
+	size_t i;
+	struct esess *es, *next;
+
+	if (e->pending != 0)
+		return;
+	for (i = 0; i < e->nhosts; i++) {
+		for (es = TAILQ_FIRST(&e->hosts[i]->idle); es != NULL;
+		    es = next) {
+			next = TAILQ_NEXT(es, idle_link);
+			smtpc_quit(es->s);
+		}
+	}
+	if (e->nsess == 0 && dns_pending(e->dns) == 0)
+		event_base_loopbreak(e->base);
+}
+
+struct engine *
+engine_new(struct campaign *camp, unsigned id, struct mr_buf *err)
+{
+	struct engine *e = xcalloc(1, sizeof(*e));
+	struct timeval tick = { 0, ENGINE_TICK_MS * 1000 };
+	unsigned workers = camp->nworkers ? camp->nworkers : 1;
+
+	e->id = id;
+	e->camp = camp;
+	e->cfg = camp->cfg;
+	e->epoch = mr_clock_ms();
+	e->base = event_base_new();
+	if (e->base == NULL) {
+		mr_buf_puts(err, "cannot create an event loop");
+		free(e);
+		return NULL;
+	}
+	e->dns = dns_new(e->base, e->cfg, err);
+	if (e->dns == NULL) {
+		event_base_free(e->base);
+		free(e);
+		return NULL;
+	}
+	e->cp = csv_parser_new((size_t)e->cfg->send_max_row_size);
+	e->ts = tmpl_scratch_new();
+	e->ndoms = list_ndomains(camp->list);
+	e->doms = xcalloc(e->ndoms ? e->ndoms : 1, sizeof(*e->doms));
+	e->host_index = mr_hmap_new(engine_host_eq, e);
+	rheap_init(&e->retry);
+	LIST_INIT(&e->waiting);
+	e->retry_timer = evtimer_new(e->base, engine_retry_cb, e);
+	e->tick = event_new(e->base, -1, EV_PERSIST, engine_tick_cb, e);
+	evtimer_add(e->tick, &tick);
+	e->max_conns = ((unsigned)e->cfg->smtp_max_connections + workers -
+	    1) / workers;
+	return e;
+}
+
+void
+engine_add(struct engine *e, uint32_t rcpt)
+{
+	struct queue_entry ent;
+	struct edomain *d;
+
+	memset(&ent, 0, sizeof(ent));
+	ent.rcpt = rcpt;
+	ent.domain = list_domain(e->camp->list, rcpt);
+	d = engine_domain(e, ent.domain);
+	dqueue_push(&d->q, &ent);
+	e->queued++;
+	e->pending++;
+}
+
+void
+engine_run(struct engine *e)
+{
+	size_t i, qb = 0;
+
+	for (i = 0; i < e->ndoms; i++) {
+		if (e->doms[i] != NULL)
+			qb += dqueue_bytes(&e->doms[i]->q);
+	}
+	e->stats.queue_bytes = qb;
+	engine_note_queue(e);
+	for (i = 0; i < e->ndoms; i++)
+		if (e->doms[i] != NULL)
+			engine_kick_domain(e, e->doms[i]);
+	if (e->pending > 0)
+		event_base_dispatch(e->base);
+}
+
+void
+engine_get_stats(const struct engine *e, struct engine_stats *st)
+{
+	*st = e->stats;
+}
+
+void
+engine_free(struct engine **ep)
+{
+	struct engine *e = *ep;
+	struct esess *es;
+	size_t i;
+
+	if (e == NULL)
+		return;
+	for (i = 0; i < e->nhosts; i++) {
+		struct ehost *h = e->hosts[i];
+
+		while ((es = TAILQ_FIRST(&h->sessions)) != NULL) {
+			TAILQ_REMOVE(&h->sessions, es, link);
+			smtpc_free(&es->s);
+			free(es);
+		}
+		free(h->mx);
+		free(h->last_error);
+		free(h);
+	}
+	free(e->hosts);
+	for (i = 0; i < e->ndoms; i++) {
+		struct edomain *d = e->doms[i];
+
+		if (d == NULL)
+			continue;
+		dqueue_release(&d->q);
+		free(d->targets);
+		free(d->fail_reason);
+		free(d);
+	}
+	free(e->doms);
+	mr_hmap_free(&e->host_index);
+	rheap_release(&e->retry);
+	engine_txn_free_all(e);
+	dns_free(&e->dns);
+	csv_parser_free(&e->cp);
+	tmpl_scratch_free(&e->ts);
+	mr_buf_release(&e->tmp);
+	event_free(e->retry_timer);
+	event_free(e->tick);
+	event_base_free(e->base);
+	free(e);
+	*ep = NULL;
+}

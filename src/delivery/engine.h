@@ -1,0 +1,46 @@
+/*
+ * engine.h - one delivery loop (SPEC D3-D6): the recipients of the domains
+ * it owns, queued per domain in RAM; DNS for those domains; a pool of SMTP
+ * sessions per destination host (IP and port); retries with backoff.
+ *
+ * A campaign runs one engine per worker thread; each domain belongs to
+ * exactly one engine, so nothing inside an engine is shared or locked.
+ * Outcomes go to the campaign (counters, accounting file).
+ *
+ * Lifecycle: engine_new(), engine_add() for each recipient it owns, then
+ * engine_run() on the engine's own thread until every recipient reached a
+ * final state (or the campaign's stop flag was raised and the
+ * transactions in flight finished), then engine_free().
+ */
+#ifndef MR_ENGINE_H
+#define MR_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/mr_buf.h"
+#include "delivery/campaign.h"
+
+struct engine;
+
+struct engine_stats {
+	uint64_t	queue_bytes;	/* peak bytes held by queues */
+	uint64_t	queued_peak;	/* peak recipients in queues */
+	uint64_t	sessions;	/* SMTP sessions opened */
+	uint64_t	unfinished;	/* not final when the loop ended */
+};
+
+/*
+ * engine_new - an engine for camp (borrowed; must outlive it).  NULL with
+ * a message in err when its resolver cannot be set up.
+ */
+struct engine *engine_new(struct campaign *camp, unsigned id,
+    struct mr_buf *err);
+void engine_free(struct engine **ep);
+/* engine_add - queue recipient rcpt (an index in the campaign's list). */
+void engine_add(struct engine *e, uint32_t rcpt);
+/* engine_run - deliver; returns when done (see above). */
+void engine_run(struct engine *e);
+void engine_get_stats(const struct engine *e, struct engine_stats *st);
+
+#endif

@@ -1,0 +1,101 @@
+/*
+ * conn.h - one TCP connection on an event loop: non-blocking connect,
+ * a bounded line reader, buffered writes, and client-side STARTTLS.
+ * This is the only place where transport TLS (libevent's OpenSSL
+ * bufferevents) is used.
+ *
+ * Callbacks (struct net_conn_cbs) run on the loop.  After `failed` the
+ * connection is dead: the owner frees it, and may do so inside any of the
+ * callbacks; net_conn never touches itself after calling back.
+ *
+ * Lines come only from net_conn_line(), which never lets a line grow past
+ * its limit even before an end of line arrives (house style rule 13).
+ * Ownership: the owner of a struct net_conn frees it with net_conn_free().
+ */
+#ifndef MR_NET_CONN_H
+#define MR_NET_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+#include <openssl/ssl.h>
+
+#include "core/mr_buf.h"
+
+struct event_base;
+struct evbuffer;
+struct net_conn;
+
+enum net_line {
+	NET_LINE_OK,		/* a line: see net_conn_line() */
+	NET_LINE_AGAIN,		/* no complete line yet */
+	NET_LINE_TOO_LONG,	/* over the limit: drop the connection */
+};
+
+struct net_conn_cbs {
+	void	(*connected)(struct net_conn *c, void *arg);
+	void	(*readable)(struct net_conn *c, void *arg);
+	/* drained: the output buffer was written out completely. */
+	void	(*drained)(struct net_conn *c, void *arg);
+	void	(*tls_done)(struct net_conn *c, void *arg);
+	/*
+	 * failed: err is a negative code (-errno, MR_ETIMEOUT, MR_ECLOSED,
+	 * MR_ETLS) and what a sentence for logs and accounting.
+	 */
+	void	(*failed)(struct net_conn *c, void *arg, int err,
+		    const char *what);
+};
+
+/*
+ * net_conn_connect - start connecting to sa within timeout_ms.  cbs is
+ * borrowed for the connection's life; arg is passed back.  Returns NULL
+ * and *err_r when the socket cannot even be created.
+ */
+struct net_conn *net_conn_connect(struct event_base *base,
+    const struct sockaddr *sa, socklen_t salen, unsigned timeout_ms,
+    const struct net_conn_cbs *cbs, void *arg, int *err_r);
+void net_conn_free(struct net_conn **cp);
+
+/* net_conn_peer - "127.0.0.1:25" or "[::1]:25" (borrowed). */
+const char *net_conn_peer(const struct net_conn *c);
+
+/*
+ * net_conn_line - the next input line, without its CRLF (a bare LF is
+ * accepted), borrowed until net_conn_line_done().  max bounds the line
+ * without its terminator.
+ */
+enum net_line net_conn_line(struct net_conn *c, size_t max, const char **p_r,
+    size_t *len_r);
+void net_conn_line_done(struct net_conn *c);
+size_t net_conn_input_len(const struct net_conn *c);
+
+/* net_conn_output - append here to send; written as the socket allows. */
+struct evbuffer *net_conn_output(struct net_conn *c);
+size_t net_conn_output_len(const struct net_conn *c);
+/* net_conn_write_timeout - longest stall of a pending write. */
+void net_conn_write_timeout(struct net_conn *c, unsigned ms);
+/* net_conn_want_drained - call `drained` once the output is empty. */
+void net_conn_want_drained(struct net_conn *c, bool on);
+
+/*
+ * net_tls_client_ctx - a client context: verify the peer's chain against
+ * ca_file (or the system store when NULL or empty) when verify is set;
+ * accept any certificate otherwise.  NULL with a message in err.
+ */
+SSL_CTX *net_tls_client_ctx(bool verify, const char *ca_file,
+    struct mr_buf *err);
+/*
+ * net_conn_starttls - start a client handshake on the connection (after
+ * the server's 220 to STARTTLS).  servername goes in SNI and, with verify,
+ * must match the certificate.  Any input already buffered is refused
+ * (RFC 3207 6: plain text must not survive into the TLS session): returns
+ * MR_EPROTO then.  `tls_done` or `failed` follows.
+ */
+int net_conn_starttls(struct net_conn *c, SSL_CTX *ctx,
+    const char *servername, bool verify);
+bool net_conn_is_tls(const struct net_conn *c);
+/* net_conn_tls_desc - "TLSv1.3:TLS_AES_256_GCM_SHA384" or "none". */
+const char *net_conn_tls_desc(const struct net_conn *c);
+
+#endif

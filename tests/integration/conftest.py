@@ -1,0 +1,171 @@
+"""Shared pytest fixtures: the mailroom binary, free loopback ports and the
+real peers the tests talk to (dnsmasq here; SMTP peers in peers.py).
+
+Every server is started by the test, on loopback, and stopped by PID at
+teardown.  Run with Debian's /usr/bin/python3 -m pytest.
+"""
+import os
+import pathlib
+import socket
+import subprocess
+import time
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def mailroom_path():
+    """The binary under test: $MAILROOM_BIN, else build/mailroom."""
+    path = os.environ.get("MAILROOM_BIN") or str(ROOT / "build" / "mailroom")
+    if not os.access(path, os.X_OK):
+        pytest.exit(f"mailroom binary not found at {path}: build it first "
+                    "(meson setup build && ninja -C build)", returncode=2)
+    return path
+
+
+@pytest.fixture(scope="session")
+def mailroom():
+    return mailroom_path()
+
+
+def free_port(host="127.0.0.1", kind=socket.SOCK_STREAM):
+    """A port that was free on host a moment ago (TCP by default)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, kind) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def wait_port(host, port, timeout=10.0, kind=socket.SOCK_STREAM):
+    """Block until something listens on host:port (TCP) or give up."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if kind == socket.SOCK_STREAM:
+            try:
+                with socket.create_connection((host, port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        else:
+            return
+    raise TimeoutError(f"nothing listening on {host}:{port}")
+
+
+class Dnsmasq:
+    """A dnsmasq serving MX/A/AAAA records on a loopback UDP/TCP port.
+
+    mx: iterable of (domain, mxhost, preference)
+    hosts: iterable of (name, address) -> A or AAAA records
+    null_mx: iterable of domains that get a null MX (RFC 7505)
+    Names under .test that are not listed answer NXDOMAIN.
+    """
+
+    def __init__(self, tmp_path, mx=(), hosts=(), null_mx=(), local="test"):
+        self.port = free_port("127.0.0.1", socket.SOCK_DGRAM)
+        self.address = f"127.0.0.1:{self.port}"
+        args = ["dnsmasq", "--no-daemon", f"--port={self.port}",
+                "--listen-address=127.0.0.1", "--bind-interfaces",
+                "--no-resolv", "--no-hosts", f"--local=/{local}/",
+                "--log-facility=-", "--pid-file=",
+                f"--conf-file={os.devnull}"]
+        for domain, host, pref in mx:
+            args.append(f"--mx-host={domain},{host},{pref}")
+        for domain in null_mx:
+            args.append(f"--mx-host={domain},.,0")
+        for name, addr in hosts:
+            args.append(f"--host-record={name},{addr}")
+        self.log = open(tmp_path / f"dnsmasq-{self.port}.log", "w")
+        self.proc = subprocess.Popen(args, stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+        wait_port("127.0.0.1", self.port)  # dnsmasq also listens on TCP
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+@pytest.fixture
+def dnsmasq(tmp_path):
+    """Factory: dnsmasq(mx=[...], hosts=[...], null_mx=[...]) -> Dnsmasq."""
+    started = []
+
+    def start(**kw):
+        d = Dnsmasq(tmp_path, **kw)
+        started.append(d)
+        return d
+
+    yield start
+    for d in started:
+        d.stop()
+
+
+# ---------------------------------------------------------------- SMTP peers
+# The classes live in peers.py (imported lazily: peers imports this module).
+
+@pytest.fixture
+def smtp_sink(tmp_path):
+    """Factory: smtp_sink(host="127.0.0.2", port=None, dump=True, args=())
+    -> peers.SmtpSink (Postfix smtp-sink, stopped by PID at teardown)."""
+    import peers
+    started = []
+
+    def start(**kw):
+        s = peers.SmtpSink(tmp_path, **kw)
+        started.append(s)
+        return s
+
+    yield start
+    for s in started:
+        s.stop()
+        s.cleanup()
+
+
+@pytest.fixture
+def aio_peer():
+    """Factory: aio_peer(host="127.0.0.2", port=0, **behaviour)
+    -> peers.AioPeer, started; stopped at teardown.  See peers.AioPeer."""
+    import peers
+    started = []
+
+    def start(**kw):
+        p = peers.AioPeer(**kw)
+        started.append(p)
+        return p.start()
+
+    yield start
+    for p in started:
+        p.stop()
+
+
+@pytest.fixture
+def tls_cert(tmp_path):
+    """Factory: tls_cert(cn="mx.test", dns_names=(), ips=())
+    -> (certfile, keyfile), self-signed, made with the openssl CLI."""
+    import peers
+
+    def make(cn="mx.test", dns_names=(), ips=()):
+        return peers.make_cert(tmp_path / "certs", cn, dns_names, ips)
+
+    return make
+
+
+@pytest.fixture
+def send(mailroom, tmp_path):
+    """send(**kw) -> peers.SendResult: runs `mailroom send` in a fresh
+    directory under tmp_path (run1, run2, ...).  See peers.run_send."""
+    import peers
+    runs = []
+
+    def run(**kw):
+        runs.append(1)
+        workdir = kw.pop("workdir", tmp_path / f"run{len(runs)}")
+        return peers.run_send(mailroom, workdir, **kw)
+
+    return run
