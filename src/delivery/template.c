@@ -361,27 +361,47 @@ tmpl_utf8_cut(const char *p, size_t n, size_t max)
 	return k ? k : max;
 }
 
+/* tmpl_col - octets after the last line break in out. */
+static size_t
+tmpl_col(const struct mr_buf *out)
+{
+	const char *nl = out->len ? memrchr(out->data, '\n', out->len) : NULL;
+
+	return nl ? out->len - (size_t)(nl + 1 - out->data) : out->len;
+}
+
 /*
- * tmpl_encode_words - append p[0..n) as RFC 2047 B-encoded words, folded
- * with CRLF SP between words so that no line exceeds 76 octets.
+ * tmpl_encode_words - append p[0..n) as RFC 2047 B-encoded words starting
+ * at column col, folded with CRLF SP so that no line holding an encoded
+ * word exceeds 76 octets (RFC 2047 2).  Each word holds whole characters.
  */
 static void
-tmpl_encode_words(struct mr_buf *out, const char *p, size_t n)
+tmpl_encode_words(struct mr_buf *out, const char *p, size_t n, size_t col)
 {
 	unsigned char b64[TMPL_EW_RAW * 2];
-	size_t k;
+	size_t k, room;
 	int w;
-	bool first = true;
 
 	while (n > 0) {
-		k = tmpl_utf8_cut(p, n, TMPL_EW_RAW);
-		w = EVP_EncodeBlock(b64, (const unsigned char *)p, (int)k);
-		if (!first)
+		/* "=?UTF-8?B?" and "?=" take 12; 4 base64 chars per 3. */
+		room = col + 12 + 4 < 76 ? (76 - col - 12) / 4 * 3 : 0;
+		if (room > TMPL_EW_RAW)
+			room = TMPL_EW_RAW;
+		k = room ? tmpl_utf8_cut(p, n, room) : 0;
+		if (k == 0) {
 			mr_buf_puts(out, "\r\n ");
+			col = 1;
+			continue;
+		}
+		w = EVP_EncodeBlock(b64, (const unsigned char *)p, (int)k);
 		mr_buf_printf(out, "=?UTF-8?B?%.*s?=", w, (const char *)b64);
-		first = false;
+		col += (size_t)w + 12;
 		p += k;
 		n -= k;
+		if (n > 0) {
+			mr_buf_puts(out, "\r\n ");
+			col = 1;
+		}
 	}
 }
 
@@ -416,15 +436,6 @@ tmpl_fold(struct mr_buf *out, const char *p, size_t n, size_t col)
 		}
 	}
 	mr_buf_append(out, p, n);
-}
-
-/* tmpl_col - octets after the last line break in out. */
-static size_t
-tmpl_col(const struct mr_buf *out)
-{
-	const char *nl = out->len ? memrchr(out->data, '\n', out->len) : NULL;
-
-	return nl ? out->len - (size_t)(nl + 1 - out->data) : out->len;
 }
 
 static bool
@@ -466,7 +477,7 @@ tmpl_phrase(struct mr_buf *out, const char *p, size_t n)
 		return false;
 	}
 	if (!mr_is_ascii(inner.data, inner.len)) {
-		tmpl_encode_words(out, inner.data, inner.len);
+		tmpl_encode_words(out, inner.data, inner.len, tmpl_col(out));
 	} else {
 		for (i = 0; i < inner.len; i++)
 			special |= tmpl_is_special(inner.data[i]);
@@ -541,7 +552,7 @@ tmpl_header_build(const struct tmpl *t, const struct tmpl_hdr *h,
 				n--;
 			}
 			mr_buf_putc(out, ' ');
-			tmpl_encode_words(out, v, n);
+			tmpl_encode_words(out, v, n, tmpl_col(out));
 		}
 		mr_buf_puts(out, "\r\n");
 		return;
