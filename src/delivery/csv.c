@@ -29,7 +29,7 @@ struct csv_parser {
 	size_t			 fields_cap;
 	size_t			 nescaped;	/* fields now in scratch */
 	struct mr_buf		 scratch;	/* owned: unescaped fields */
-	const char		*error;		/* static; NULL unless bad */
+	const char		*error;		/* static; NULL on a record */
 	size_t			 rec_start;
 	size_t			 rec_end;
 	unsigned		 lines;
@@ -43,6 +43,7 @@ static void csv_unescape(struct csv_parser *cp, const char *p,
 static bool csv_fast(struct csv_parser *cp, const char *buf,
     const char *wend, const char *end, size_t *pos);
 
+static const char csv_e_eof[] = "no record: end of input";
 static const char csv_e_quote_in_field[] =
     "quote inside an unquoted field";
 static const char csv_e_after_quote[] =
@@ -195,8 +196,10 @@ csv_next(struct csv_parser *cp, const char *buf, size_t len, size_t *pos)
 	cp->error = NULL;
 	cp->rec_start = cp->rec_end = start;
 	cp->lines = 0;
-	if (start == len)
+	if (start == len) {
+		cp->error = csv_e_eof;
 		return CSV_EOF;
+	}
 	cp->lines = 1;
 	s = buf + start;
 	end = buf + len;
@@ -328,6 +331,10 @@ csv_fields(const struct csv_parser *cp)
 	return cp->fields;
 }
 
+/*
+ * csv_error - after CSV_EOF the reason says so (a caller that wanted a
+ * header row may print it); after CSV_RECORD it is NULL.
+ */
 const char *
 csv_error(const struct csv_parser *cp)
 {

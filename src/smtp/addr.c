@@ -9,7 +9,9 @@
  * single-label domain ("user@localhost") is refused, and so is an empty
  * quoted local part (""@example.com).  General address literals other
  * than IPv6 ("[tag:content]") are refused, as no standard tag but IPv6
- * exists.
+ * exists, and an IPv4 literal with a leading zero ("[1.2.3.04]") is
+ * refused as inet_pton() refuses it.  The total length is checked last,
+ * so that an over-long local part or domain gets its own reason.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
