@@ -42,13 +42,17 @@
  * them), so a query's callback may point at its job.  Requests, which a
  * caller may cancel at any time, are found by id (house style rule 22).
  *
- * Cache: domain -> result, at most DNS_CACHE_MAX (10,000) entries, a few
- * hundred bytes each.  When it is full, expired entries are dropped; if it
- * is still over three quarters full, entries are dropped in table order
- * (effectively at random) until it is not, so a sweep happens at most
- * once per 2,500 insertions.  Expired entries are also dropped when looked
- * up.  TTLs: a positive result lives for the lowest TTL of the records it
- * used, clamped to [dns.min_ttl, dns.max_ttl]; NXDOMAIN and "no MX, no
+ * Cache: domain -> result, at most DNS_CACHE_MAX (10,000) entries, usually
+ * under 1 KB each (at most 10 hosts of 2 x DNS_MAX_ADDRS addresses, about
+ * 22 KB, for a pathological domain; Postfix tries 5 addresses in all by
+ * default, so 8 per family loses nothing).  When it is full, expired
+ * entries are dropped; if it is still over three quarters full, entries
+ * are dropped in table order (effectively at random) until it is not, so
+ * a sweep happens at most once per 2,500 insertions.  Expired entries are
+ * also dropped when looked up.  TTLs: a positive result lives for the
+ * lowest TTL of the records it used (MX, CNAME, A, AAAA; for an implicit
+ * MX also the MX NODATA's negative TTL), clamped to [dns.min_ttl,
+ * dns.max_ttl]; NXDOMAIN and "no MX, no
  * address" for min(SOA negative TTL, dns.negative_ttl); temporary failures
  * for at most DNS_TEMP_TTL_MS; a positive result missing a host or an
  * address family through a temporary failure also for at most that long,
@@ -78,7 +82,7 @@
 #include "dns/route.h"
 
 #define DNS_MAX_MX		10	/* MX hosts considered per domain */
-#define DNS_MAX_ADDRS		16	/* addresses kept per host and family */
+#define DNS_MAX_ADDRS		8	/* addresses kept per host and family */
 #define DNS_TEMP_TTL_MS		5000	/* longest caching of a failure */
 #define DNS_CACHE_MAX		10000	/* cached domains */
 #define DNS_NAME_MAX		253	/* RFC 1035 2.3.4, no final dot */
@@ -1125,7 +1129,14 @@ dns_failure(int status)
 	case ARES_ETIMEOUT:
 		return "no answer from the DNS servers (timeout)";
 	case ARES_ECONNREFUSED:
-		return "DNS servers unreachable (connection refused)";
+		/*
+		 * c-ares 1.18.1 tries the next server on SERVFAIL and
+		 * REFUSED and, once all have failed, reports this status,
+		 * not ARES_ESERVFAIL: ARES_FLAG_NOCHECKRESP would keep the
+		 * rcode but give up the failover, which matters more.
+		 */
+		return "no DNS server answered (unreachable, or SERVFAIL or "
+		    "REFUSED)";
 	case ARES_EFORMERR:
 		return "query rejected as malformed (FORMERR)";
 	case ARES_EBADRESP:
