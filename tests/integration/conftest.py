@@ -123,8 +123,10 @@ def smtp_sink(tmp_path):
 
     yield start
     for s in started:
-        s.stop()
-        s.cleanup()
+        try:
+            s.stop()
+        finally:
+            s.cleanup()
 
 
 @pytest.fixture
@@ -140,8 +142,14 @@ def aio_peer():
         return p.start()
 
     yield start
+    errors = []
     for p in started:
-        p.stop()
+        try:
+            p.stop()
+        except Exception as e:  # stop the others, then report
+            errors.append(e)
+    if errors:
+        raise errors[0]
 
 
 @pytest.fixture
