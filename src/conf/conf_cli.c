@@ -2,6 +2,7 @@
  * conf_cli.c - command-line overrides and the load sequence.
  */
 #include <errno.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,13 @@ conf_cli_release(struct conf_cli *cl)
 	free(cl->sets);
 	cl->sets = NULL;
 	cl->nsets = 0;
+}
+
+void
+conf_cli_bad_option(const char *prog, char *const *argv)
+{
+	fprintf(stderr, "mailroom %s: unknown option or missing argument: "
+	    "%s\n", prog, optind > 0 ? argv[optind - 1] : "?");
 }
 
 int

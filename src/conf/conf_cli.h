@@ -26,6 +26,12 @@ int conf_cli_set_kv(struct conf_cli *cl, const char *kv);
 void conf_cli_release(struct conf_cli *cl);
 
 /*
+ * conf_cli_bad_option - after getopt_long() (run with opterr = 0) returned
+ * '?': say which argument was wrong, as "mailroom PROG: ...".
+ */
+void conf_cli_bad_option(const char *prog, char *const *argv);
+
+/*
  * conf_cli_load - as above.  On failure prints "mailroom PROG: message" on
  * stderr and returns a sysexits code (EX_CONFIG, EX_NOINPUT); 0 on success.
  */

@@ -42,6 +42,7 @@ config_cmd(int argc, char **argv)
 	int c, ex;
 
 	optind = 1;
+	opterr = 0;
 	while ((c = getopt_long(argc, argv, "c:o:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
@@ -64,6 +65,7 @@ config_cmd(int argc, char **argv)
 			conf_cli_release(&cl);
 			return 0;
 		default:
+			conf_cli_bad_option("config", argv);
 			config_usage(stderr);
 			conf_cli_release(&cl);
 			return EX_USAGE;

@@ -143,6 +143,9 @@ mr_trace_enabled(enum mr_trace cat)
 	return (mr_log_trace_mask & (unsigned)cat) != 0;
 }
 
+static void mr_log_write(const char *level, const char *module,
+    const char *fmt, va_list ap) __attribute__((format(printf, 3, 0)));
+
 static void
 mr_log_write(const char *level, const char *module, const char *fmt,
     va_list ap)

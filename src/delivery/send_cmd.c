@@ -577,6 +577,7 @@ send_cmd(int argc, char **argv)
 
 	run = xcalloc(1, sizeof(*run));
 	optind = 1;
+	opterr = 0;
 	while ((c = getopt_long(argc, argv, "t:l:c:o:h", longopts,
 	    NULL)) != -1) {
 		switch (c) {
@@ -626,7 +627,8 @@ send_cmd(int argc, char **argv)
 			ex = 0;
 			goto done;
 		default:
-			send_usage(stderr);
+			conf_cli_bad_option("send", argv);
+			fprintf(stderr, "(see mailroom send --help)\n");
 			ex = EX_USAGE;
 			goto done;
 		}

@@ -262,9 +262,9 @@ decode_words(const char *s, char *out, size_t size)
 static void
 test_rfc2047_unstructured(void **state)
 {
-	static const char *vals[] = { "a@x.test", "Zoë Ærøskøbing-Ünïcødé "
-	    "with a very long name that needs several encoded words", "C1",
-	    "" };
+	static const char long_name[] = "Zoë Ærøskøbing-Ünïcødé with a "
+	    "very long name that needs several encoded words";
+	static const char *vals[] = { "a@x.test", long_name, "C1", "" };
 	struct tmpl *t = compile_ok("From: a@x.test\nSubject: Hello "
 	    "{{name}}, news\n\nx\n");
 	struct rendered r;

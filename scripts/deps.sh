@@ -1,0 +1,38 @@
+#!/bin/sh
+# deps.sh - install, from Debian's packages, what mailroom needs that the
+# machine lacks.  "build" is enough to compile; "demo" adds Postfix's
+# smtp-sink; "test" adds the peers and tools the test suite talks to.
+# Runs as root (apt-get); does nothing when everything is present.
+set -eu
+
+build="gcc meson ninja-build pkg-config libevent-dev libc-ares-dev \
+libssl-dev libinih-dev libxxhash-dev libcmocka-dev"
+demo="postfix python3"
+test="postfix dnsmasq openssl python3-pytest python3-aiosmtpd \
+python3-dnslib clang"
+
+want="$build"
+for what in "$@"; do
+	case "$what" in
+	build) ;;
+	demo) want="$want $demo" ;;
+	test) want="$want $demo $test" ;;
+	*) echo "deps.sh: unknown set '$what' (build, demo, test)" >&2; exit 64 ;;
+	esac
+done
+
+missing=""
+for p in $want; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null |
+	    grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+
+echo "deps.sh: installing:$missing"
+# Postfix asks how to configure the system MTA; it must not configure or
+# start one: we only use its smtp-sink and smtp-source test tools.
+echo "postfix postfix/main_mailer_type select No configuration" |
+    debconf-set-selections
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    $missing >/dev/null
