@@ -32,8 +32,9 @@ const struct conf_param conf_params[] = {
 	  "name." },
 	{ "general", "workers", CONF_INT, "0", 0, 64, NULL,
 	  OFF(general_workers),
-	  "Delivery threads, each with its own event loop; destinations are "
-	  "sharded among them. 0 means one per online CPU." },
+	  "Delivery threads, each with its own event loop; domains are "
+	  "sharded among them. 0 means one per online CPU but one (at least "
+	  "one), leaving a core to the kernel's network stack." },
 	{ "general", "log_level", CONF_ENUM, "warn", 0, 0, conf_log_levels,
 	  OFF(general_log_level),
 	  "Lowest level logged." },

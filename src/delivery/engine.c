@@ -59,8 +59,10 @@ struct edomain {
 	const char		*name;		/* borrowed from the list */
 	struct dqueue		 q;
 	enum edomain_state	 state;
-	uint64_t		 dns_req;
+	uint64_t		 dns_req;	/* a lookup in flight, or 0 */
 	uint64_t		 expires;	/* mono ms of the DNS answer */
+	uint64_t		 ttl;		/* ms it was cached for */
+	bool			 refreshing;	/* lookup while still READY */
 	int			 fail_status;	/* EDOM_FAILED: MR_EDNS_* */
 	char			*fail_reason;
 	struct ehost		**targets;
@@ -517,6 +519,7 @@ engine_apply_dns(struct engine *e, struct edomain *d,
 	d->targets = NULL;
 	d->ntargets = 0;
 	d->expires = res->expires_ms;
+	d->ttl = res->ttl_ms;
 	memset(&o, 0, sizeof(o));
 	o.reply = res->reason;
 	switch (res->status) {
@@ -571,9 +574,33 @@ engine_dns_done(void *arg, uint64_t reqid, const struct dns_result *res)
 
 	(void)reqid;
 	d->dns_req = 0;
+	if (d->refreshing) {
+		d->refreshing = false;
+		if (res->status == MR_EDNS_TEMP) {
+			/* Keep delivering to what we know; ask again soon. */
+			d->expires = mr_clock_ms() + 60000;
+			return;
+		}
+	}
 	d->state = EDOM_IDLE;
 	engine_apply_dns(e, d, res);
 	engine_check_done(e);
+}
+
+/*
+ * engine_refresh - look a busy domain up again before its answer expires
+ * (in the last tenth of its TTL), so that delivery never waits on DNS.
+ */
+static void
+engine_refresh(struct engine *e, struct edomain *d)
+{
+	uint64_t margin = d->ttl / 10 > 1000 ? d->ttl / 10 : 1000;
+
+	if (d->state != EDOM_READY || d->dns_req != 0 ||
+	    d->expires == UINT64_MAX || mr_clock_ms() + margin < d->expires)
+		return;
+	d->refreshing = true;
+	d->dns_req = dns_lookup_mail(e->dns, d->name, engine_dns_done, d);
 }
 
 /*
@@ -587,8 +614,15 @@ engine_kick_domain(struct engine *e, struct edomain *d)
 	struct engine_outcome o;
 	uint64_t now = mr_clock_ms();
 
-	if (d->q.len == 0 || d->state == EDOM_RESOLVING)
+	if (d->q.len == 0)
 		return;
+	if (d->dns_req != 0) {
+		/* A lookup is in flight: a refresh keeps the old targets
+		 * working meanwhile. */
+		if (d->state == EDOM_READY && d->host)
+			engine_kick_host(e, d->host);
+		return;
+	}
 	if (d->state == EDOM_FAILED && now < d->expires) {
 		memset(&o, 0, sizeof(o));
 		o.type = ACCT_BOUNCED;
@@ -774,6 +808,7 @@ engine_feed(struct engine *e, struct esess *es)
 			TAILQ_INSERT_TAIL(&h->wanting, d, host_link);
 		else
 			d->host = NULL;
+		engine_refresh(e, d);
 		t = engine_build(e, d, h, ents, n);
 		if (t == NULL)
 			continue;

@@ -385,7 +385,7 @@ send_deliver(struct send_run *run)
 
 	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	w = cfg->general_workers > 0 ? (unsigned)cfg->general_workers :
-	    (unsigned)(ncpu > 0 ? ncpu : 1);
+	    (unsigned)(ncpu > 1 ? ncpu - 1 : 1);
 	if (w > SEND_WORKERS_MAX)
 		w = SEND_WORKERS_MAX;
 	if (w > list_ndomains(run->list))
