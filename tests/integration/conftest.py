@@ -37,6 +37,19 @@ def free_port(host="127.0.0.1", kind=socket.SOCK_STREAM):
         return s.getsockname()[1]
 
 
+def free_udp_tcp_port(host="127.0.0.1"):
+    """A port free for both UDP and TCP on host a moment ago."""
+    for _ in range(50):
+        port = free_port(host, socket.SOCK_DGRAM)
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.bind((host, port))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no port free for both UDP and TCP")
+
+
 def wait_port(host, port, timeout=10.0, kind=socket.SOCK_STREAM):
     """Block until something listens on host:port (TCP) or give up."""
     deadline = time.monotonic() + timeout
@@ -62,23 +75,45 @@ class Dnsmasq:
     """
 
     def __init__(self, tmp_path, mx=(), hosts=(), null_mx=(), local="test"):
-        self.port = free_port("127.0.0.1", socket.SOCK_DGRAM)
-        self.address = f"127.0.0.1:{self.port}"
-        args = ["dnsmasq", "--no-daemon", f"--port={self.port}",
-                "--listen-address=127.0.0.1", "--bind-interfaces",
-                "--no-resolv", "--no-hosts", f"--local=/{local}/",
-                "--log-facility=-", "--pid-file=",
-                f"--conf-file={os.devnull}"]
+        records = []
         for domain, host, pref in mx:
-            args.append(f"--mx-host={domain},{host},{pref}")
+            records.append(f"--mx-host={domain},{host},{pref}")
         for domain in null_mx:
-            args.append(f"--mx-host={domain},.,0")
+            records.append(f"--mx-host={domain},.,0")
         for name, addr in hosts:
-            args.append(f"--host-record={name},{addr}")
-        self.log = open(tmp_path / f"dnsmasq-{self.port}.log", "w")
-        self.proc = subprocess.Popen(args, stdout=self.log,
-                                     stderr=subprocess.STDOUT)
-        wait_port("127.0.0.1", self.port)  # dnsmasq also listens on TCP
+            records.append(f"--host-record={name},{addr}")
+        # dnsmasq binds the port for UDP and TCP: pick one free for both,
+        # and try another when someone takes it between our check and
+        # dnsmasq's bind (dnsmasq then exits at once).
+        for attempt in range(5):
+            self.port = free_udp_tcp_port("127.0.0.1")
+            self.address = f"127.0.0.1:{self.port}"
+            args = ["dnsmasq", "--no-daemon", f"--port={self.port}",
+                    "--listen-address=127.0.0.1", "--bind-interfaces",
+                    "--no-resolv", "--no-hosts", f"--local=/{local}/",
+                    "--log-facility=-", "--pid-file=",
+                    f"--conf-file={os.devnull}"] + records
+            self.log = open(tmp_path / f"dnsmasq-{self.port}.log", "w")
+            self.proc = subprocess.Popen(args, stdout=self.log,
+                                         stderr=subprocess.STDOUT)
+            if self._wait_ready():
+                return
+            self.stop()
+        raise RuntimeError("dnsmasq did not start; see its logs in "
+                           f"{tmp_path}")
+
+    def _wait_ready(self, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            try:
+                with socket.create_connection(("127.0.0.1", self.port),
+                                              timeout=0.5):
+                    return True
+            except OSError:
+                time.sleep(0.05)
+        return False
 
     def stop(self):
         if self.proc.poll() is None:
