@@ -71,11 +71,14 @@ class Dnsmasq:
     mx: iterable of (domain, mxhost, preference)
     hosts: iterable of (name, address) -> A or AAAA records
     null_mx: iterable of domains that get a null MX (RFC 7505)
+    log_queries: log every query to .log_path (see .queries())
     Names under .test that are not listed answer NXDOMAIN.
     """
 
-    def __init__(self, tmp_path, mx=(), hosts=(), null_mx=(), local="test"):
-        records = []
+    def __init__(self, tmp_path, mx=(), hosts=(), null_mx=(), local="test",
+                 log_queries=False):
+        self.log_path = None
+        records = ["--log-queries"] if log_queries else []
         for domain, host, pref in mx:
             records.append(f"--mx-host={domain},{host},{pref}")
         for domain in null_mx:
@@ -93,7 +96,8 @@ class Dnsmasq:
                     "--no-resolv", "--no-hosts", f"--local=/{local}/",
                     "--log-facility=-", "--pid-file=",
                     f"--conf-file={os.devnull}"] + records
-            self.log = open(tmp_path / f"dnsmasq-{self.port}.log", "w")
+            self.log_path = tmp_path / f"dnsmasq-{self.port}.log"
+            self.log = open(self.log_path, "w")
             self.proc = subprocess.Popen(args, stdout=self.log,
                                          stderr=subprocess.STDOUT)
             if self._wait_ready():
@@ -114,6 +118,12 @@ class Dnsmasq:
             except OSError:
                 time.sleep(0.05)
         return False
+
+    def queries(self, qtype, name):
+        """How many qtype queries for name dnsmasq has logged."""
+        self.log.flush()
+        text = self.log_path.read_text()
+        return text.count(f"query[{qtype}] {name} from")
 
     def stop(self):
         if self.proc.poll() is None:

@@ -4,7 +4,8 @@ MX preference order; a first MX that refuses connections (nothing listens)
 so the second is used; every MX refusing (4.4.1, then the retry limit);
 NXDOMAIN (5.1.2) and null MX (5.1.10) bounced at once without retries; a
 domain with only an A record (implicit MX); --route with `*`, a
-`.subdomain` pattern and an exact domain, which bypass DNS.
+`.subdomain` pattern and an exact domain, which bypass DNS; a busy
+domain's MX looked up again before its answer expires.
 """
 import re
 import socket
@@ -154,3 +155,23 @@ def test_routes_bypass_dns(send, aio_peer):
     assert [m.rcpt_tos for m in exact.messages] == [["c@exact.test"]]
     assert [m.rcpt_tos for m in other.messages] == [["d@anything.example"]]
     assert r.final("c@exact.test")["host"] == exact.address
+
+
+def test_busy_domain_is_looked_up_again_before_expiry(send, aio_peer,
+                                                      dnsmasq):
+    # dnsmasq gives its records TTL 0; dns.min_ttl makes that 1 s.  The
+    # peer takes 0.3 s a message on one connection, so the campaign lasts
+    # longer than the TTL: the MX is asked again while delivery goes on.
+    port = common_free_port(["127.0.0.9"])
+    peer = aio_peer(host="127.0.0.9", port=port, data_delay=0.3)
+    dns = dnsmasq(mx=[("busy.test", "mx.busy.test", 10)],
+                  hosts=[("mx.busy.test", "127.0.0.9")], log_queries=True)
+    rows = recipients(8, domain="busy.test")
+    r = send(template=TEMPLATE, rows=rows, resolver=dns.address,
+             opts={"smtp.port": port, "dns.min_ttl": "1s",
+                   "smtp.max_connections": 1})
+    assert r.rc == 0, r
+    assert_accounting_sane(r, recipients=_emails(rows))
+    assert len(peer.messages) == 8
+    assert r.records("deferred") == []
+    assert dns.queries("MX", "busy.test") >= 2
