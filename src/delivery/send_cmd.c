@@ -427,9 +427,13 @@ send_deliver(struct send_run *run)
 
 		if (send_signalled && !atomic_load(&c->stop)) {
 			atomic_store(&c->stop, true);
+			/* A second signal ends the process at once. */
+			sa.sa_handler = SIG_DFL;
+			sigaction(SIGINT, &sa, NULL);
+			sigaction(SIGTERM, &sa, NULL);
 			fprintf(stderr, "%smailroom send: stopping: finishing "
-			    "the transactions in flight\n",
-			    live ? "\r\033[K" : "");
+			    "the transactions in flight (signal again to quit "
+			    "now)\n", live ? "\r\033[K" : "");
 		}
 		if (done >= run->total || atomic_load(&c->stop))
 			break;

@@ -389,3 +389,46 @@ def test_max_connections_is_respected(send, aio_peer):
     _once_each(peer, rows)
     assert 1 <= peer.max_concurrent <= 2
     assert all(m.mail_from == SENDER for m in peer.messages)
+
+
+def test_sigint_finishes_in_flight_then_exits_75(mailroom, tmp_path,
+                                                 aio_peer):
+    """The first SIGINT stops new transactions, lets those in flight end,
+    prints the summary with the unfinished count and exits 75; every
+    message the peer accepted is accounted as delivered, and nothing is
+    accounted twice."""
+    import signal
+    import subprocess
+
+    from peers import read_accounting, wait_until, write_list
+    port = common_free_port(["127.0.0.2"])
+    peer = aio_peer(host="127.0.0.2", port=port, data_delay=0.3)
+    rows = recipients(60)
+    (tmp_path / "t.eml").write_text(TEMPLATE)
+    write_list(tmp_path / "l.csv", ("email", "name"), rows)
+    acct = tmp_path / "acct.csv"
+    proc = subprocess.Popen(
+        [mailroom, "send", "--template", str(tmp_path / "t.eml"),
+         "--list", str(tmp_path / "l.csv"), "--route",
+         f"*=127.0.0.2:{port}", "--accounting", str(acct),
+         "--no-progress", "-o", "smtp.max_connections=2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_until(lambda: len(peer.messages) >= 4, timeout=15)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 75, (out, err)
+    assert "stopping" in err
+    summary = dict(line.split(": ", 1) for line in out.splitlines()
+                   if ": " in line)
+    delivered = int(summary["delivered"])
+    unfinished = int(summary["unfinished"])
+    assert delivered + unfinished == 60 and unfinished > 0
+    records = read_accounting(acct)
+    finals = [r for r in records if r["type"] in ("delivered", "bounced")]
+    assert len(finals) == len({r["recipient"] for r in finals}) == delivered
+    accepted = {m.rcpt_tos[0] for m in peer.messages}
+    assert accepted == {r["recipient"] for r in finals}
