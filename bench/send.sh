@@ -77,6 +77,7 @@ sink 25302
 /usr/bin/time -f "%M" -o "$W/rss" ./build/mailroom send --no-progress \
     --template "$W/tmpl.eml" --list "$W/list.csv" \
     --route '*=127.0.0.1:25302' -o smtp.max_connections=20 \
+    -o general.hostname=bench.mailroom.test \
     > "$W/summary"
 B=$(awk '/^rate:/ { print $2 }' "$W/summary")
 RSS=$(cat "$W/rss")

@@ -27,7 +27,8 @@ status=0
 	--template demo/newsletter.eml --list "$out/list.csv" \
 	--route 'bounces.test=127.0.0.1:25251' --route '*=127.0.0.1:25250' \
 	--accounting "$out/accounting.csv" --reject-file "$out/rejects.csv" \
-	--forensics-dir "$out/forensics" -o send.forensics_max=20 || status=$?
+	--forensics-dir "$out/forensics" -o send.forensics_max=20 \
+	-o general.hostname=demo.mailroom.test || status=$?
 echo "== first records of $out/accounting.csv =="
 head -4 "$out/accounting.csv"
 echo "== $out/rejects.csv =="

@@ -80,6 +80,7 @@ struct mr_config {
 	long long	 smtp_quit_timeout;
 	long long	 smtp_idle_timeout;
 	long long	 smtp_max_connections;
+	long long	 smtp_initial_connections;
 	long long	 smtp_max_messages_per_connection;
 	long long	 smtp_reply_line_max;
 	bool		 smtp_pipelining;

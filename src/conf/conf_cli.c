@@ -45,6 +45,24 @@ conf_cli_release(struct conf_cli *cl)
 	cl->nsets = 0;
 }
 
+int
+conf_cli_option(struct conf_cli *cl, int opt, char *arg, const char *prog)
+{
+	switch (opt) {
+	case 'c':
+		cl->config_path = arg;
+		return 1;
+	case 'o':
+		if (conf_cli_set_kv(cl, arg) == 0)
+			return 1;
+		fprintf(stderr, "mailroom %s: -o wants section.key=value, not "
+		    "\"%s\"\n", prog, arg);
+		return -1;
+	default:
+		return 0;
+	}
+}
+
 void
 conf_cli_bad_option(const char *prog, char *const *argv)
 {

@@ -19,6 +19,19 @@ struct conf_cli {
 	size_t		 nsets;
 };
 
+/* The options every subcommand takes, for its getopt_long() table. */
+#define CONF_CLI_LONGOPTS						\
+	{ "config", required_argument, NULL, 'c' },			\
+	{ "set", required_argument, NULL, 'o' }
+
+/*
+ * conf_cli_option - handle -c FILE and -o SECTION.KEY=VALUE.  Returns 1
+ * when opt was one of them, 0 when it was not, -1 (after a message
+ * naming prog) when its argument is bad.  arg is borrowed.
+ */
+int conf_cli_option(struct conf_cli *cl, int opt, char *arg,
+    const char *prog);
+
 /* conf_cli_set - record an override; key and value are copied. */
 void conf_cli_set(struct conf_cli *cl, const char *key, const char *value);
 /* conf_cli_set_kv - record "-o section.key=value" as given; -1 if no '='. */

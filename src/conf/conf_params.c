@@ -154,6 +154,11 @@ const struct conf_param conf_params[] = {
 	  OFF(smtp_max_connections),
 	  "Most simultaneous connections to one destination host (IP and "
 	  "port), across all workers." },
+	{ "smtp", "initial_connections", CONF_INT, "5", 1, 10000, NULL,
+	  OFF(smtp_initial_connections),
+	  "Sessions first opened to a destination host; each session that "
+	  "works allows one more, up to max_connections (a host that refuses "
+	  "more stops the growth)." },
 	{ "smtp", "max_messages_per_connection", CONF_INT, "1000", 1,
 	  100000000, NULL, OFF(smtp_max_messages_per_connection),
 	  "A connection is closed after this many transactions." },

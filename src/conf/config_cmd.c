@@ -31,31 +31,25 @@ int
 config_cmd(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ "set", required_argument, NULL, 'o' },
+		CONF_CLI_LONGOPTS,
 		{ "doc", no_argument, NULL, 'D' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct conf_cli cl = { 0 };
 	struct mr_config cfg;
-	int c, ex;
+	int c, ex, r;
 
 	optind = 1;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "c:o:h", longopts, NULL)) != -1) {
+		if ((r = conf_cli_option(&cl, c, optarg, "config")) != 0) {
+			if (r > 0)
+				continue;
+			conf_cli_release(&cl);
+			return EX_USAGE;
+		}
 		switch (c) {
-		case 'c':
-			cl.config_path = optarg;
-			break;
-		case 'o':
-			if (conf_cli_set_kv(&cl, optarg) != 0) {
-				fprintf(stderr, "mailroom config: -o wants "
-				    "section.key=value, not \"%s\"\n", optarg);
-				conf_cli_release(&cl);
-				return EX_USAGE;
-			}
-			break;
 		case 'D':
 			conf_write_doc(stdout);
 			conf_cli_release(&cl);

@@ -10,6 +10,7 @@
 
 #include "core/mr_clock.h"
 #include "core/mr_err.h"
+#include "core/mr_utf8.h"
 #include "core/xalloc.h"
 #include "delivery/acct.h"
 #include "delivery/csv.h"
@@ -88,11 +89,21 @@ acct_close(struct acct **ap)
 	return r;
 }
 
+/* acct_utf8_len - length of the valid UTF-8 character at p, or 0. */
+static size_t
+acct_utf8_len(const char *p, size_t n)
+{
+	unsigned char c = (unsigned char)*p;
+	size_t k = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 0;
+
+	return k && k <= n && mr_utf8_valid(p, k, NULL) ? k : 0;
+}
+
 static void
 acct_json_string(struct mr_buf *b, const char *s, size_t n)
 {
 	static const char hex[] = "0123456789abcdef";
-	size_t i;
+	size_t i, k;
 	unsigned char c;
 
 	mr_buf_putc(b, '"');
@@ -101,12 +112,19 @@ acct_json_string(struct mr_buf *b, const char *s, size_t n)
 		if (c == '"' || c == '\\') {
 			mr_buf_putc(b, '\\');
 			mr_buf_putc(b, (char)c);
-		} else if (c < 0x20) {
+		} else if (c < 0x20 || c == 0x7f) {
 			mr_buf_puts(b, "\\u00");
 			mr_buf_putc(b, hex[c >> 4]);
 			mr_buf_putc(b, hex[c & 15]);
+		} else if (c < 0x80) {
+			mr_buf_putc(b, (char)c);
+		} else if ((k = acct_utf8_len(s + i, n - i)) > 0) {
+			mr_buf_append(b, s + i, k);	/* UTF-8 as is */
+			i += k - 1;
 		} else {
-			mr_buf_putc(b, (char)c);	/* UTF-8 as is */
+			/* JSON is UTF-8: a byte that is not (a rejected
+			 * row's address may hold any) is replaced. */
+			mr_buf_puts(b, "\\ufffd");
 		}
 	}
 	mr_buf_putc(b, '"');

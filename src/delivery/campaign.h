@@ -41,6 +41,8 @@ struct campaign {
 	const char		*forensics_dir;	/* NULL: none kept */
 	bool			 batching;	/* fingerprints kept */
 	unsigned		 nworkers;	/* engines (delivery threads) */
+	unsigned		 max_sessions;	/* all engines: what the file
+						 * descriptor limit allows */
 	struct campaign_domain_stats *dom;	/* by domain id */
 
 	atomic_uint_fast64_t	 delivered;

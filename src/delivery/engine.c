@@ -33,6 +33,7 @@
 #include "core/mr_err.h"
 #include "core/mr_hmap.h"
 #include "core/mr_log.h"
+#include "core/mr_sockaddr.h"
 #include "core/xalloc.h"
 #include "delivery/engine.h"
 #include "delivery/forensics.h"
@@ -86,9 +87,10 @@ struct ehost {
 	uint64_t		 queued;	/* entries of wanting domains */
 	struct esess_list	 sessions;
 	struct esess_list	 idle;
-	unsigned		 nsess;
+	unsigned		 nsess;		/* open, connecting included */
 	unsigned		 nusable;	/* sessions that reached ready */
 	unsigned		 limit;		/* current session limit */
+	bool			 capped;	/* it refused more: stop growing */
 	uint64_t		 down_until;	/* mono ms */
 	uint64_t		 no_tls_until;
 	char			*last_error;
@@ -115,7 +117,7 @@ struct etxn {
 	struct smtpc_result	*res;
 	struct mr_buf		 addrs;		/* NUL-separated */
 	size_t			 cap;
-	char			 msgid[128];
+	char			 msgid[320];
 	char			 date[40];
 	struct etxn		*next_free;
 };
@@ -146,16 +148,21 @@ struct engine {
 	uint64_t		 queued;	/* entries in domain queues */
 	unsigned		 nsess;
 	unsigned		 max_conns;	/* per host, this engine's share */
+	unsigned		 init_conns;	/* per host, to start with */
+	unsigned		 max_sessions;	/* all hosts: bounded by fds */
 	bool			 stopping;
 	time_t			 date_sec;
 	char			 date[40];
 	struct mr_buf		 tmp;
+	struct mr_buf		 fx;		/* forensics rendering */
 	struct engine_stats	 stats;
 };
 
 static void engine_kick_domain(struct engine *e, struct edomain *d);
 static void engine_kick_host(struct engine *e, struct ehost *h);
 static void engine_check_done(struct engine *e);
+static void engine_host_down(struct engine *e, struct ehost *h,
+    const struct smtpc_end *end);
 
 static const struct smtpc_ops engine_smtpc_ops;
 
@@ -190,24 +197,6 @@ engine_host_eq(void *ctx, uint32_t value, const void *key, size_t len)
 	    memcmp(e->hosts[value]->key, key, len) == 0;
 }
 
-static void
-engine_addr_key(const struct sockaddr *sa, char *out, size_t size)
-{
-	char host[INET6_ADDRSTRLEN];
-
-	if (sa->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *s6 = (const void *)sa;
-
-		inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
-		snprintf(out, size, "[%s]:%u", host, ntohs(s6->sin6_port));
-	} else {
-		const struct sockaddr_in *s4 = (const void *)sa;
-
-		inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
-		snprintf(out, size, "%s:%u", host, ntohs(s4->sin_port));
-	}
-}
-
 /* engine_host - the host for an address, made on first use. */
 static struct ehost *
 engine_host(struct engine *e, const struct dns_addr *a, const char *mx)
@@ -217,7 +206,7 @@ engine_host(struct engine *e, const struct dns_addr *a, const char *mx)
 	uint64_t h;
 	struct ehost *host;
 
-	engine_addr_key((const struct sockaddr *)&a->ss, key, sizeof(key));
+	mr_sockaddr_format((const struct sockaddr *)&a->ss, key, sizeof(key));
 	h = mr_hash(key, strlen(key));
 	v = mr_hmap_find(e->host_index, h, key, strlen(key));
 	if (v != MR_HMAP_NONE)
@@ -230,7 +219,7 @@ engine_host(struct engine *e, const struct dns_addr *a, const char *mx)
 	TAILQ_INIT(&host->wanting);
 	TAILQ_INIT(&host->sessions);
 	TAILQ_INIT(&host->idle);
-	host->limit = e->max_conns;
+	host->limit = e->init_conns;
 	e->hosts = xreallocarray(e->hosts, e->nhosts + 1, sizeof(*e->hosts));
 	e->hosts[e->nhosts] = host;
 	mr_hmap_put(e->host_index, h, key, strlen(key), (uint32_t)e->nhosts);
@@ -579,6 +568,8 @@ engine_dns_done(void *arg, uint64_t reqid, const struct dns_result *res)
 		if (res->status == MR_EDNS_TEMP) {
 			/* Keep delivering to what we know; ask again soon. */
 			d->expires = mr_clock_ms() + 60000;
+			if (d->q.len > 0 && d->host == NULL && !d->waiting)
+				engine_attach(e, d, NULL);
 			return;
 		}
 	}
@@ -621,6 +612,8 @@ engine_kick_domain(struct engine *e, struct edomain *d)
 		 * working meanwhile. */
 		if (d->state == EDOM_READY && d->host)
 			engine_kick_host(e, d->host);
+		else if (d->state == EDOM_READY && !d->waiting)
+			engine_attach(e, d, NULL);
 		return;
 	}
 	if (d->state == EDOM_FAILED && now < d->expires) {
@@ -667,7 +660,6 @@ engine_txn_get(struct engine *e)
 		t->res = xcalloc(cap, sizeof(*t->res));
 		t->txn.body = evbuffer_new();
 	}
-	memset(t->res, 0, t->cap * sizeof(*t->res));
 	mr_buf_reset(&t->addrs);
 	mr_buf_reset(&t->txn.texts);
 	evbuffer_drain(t->txn.body, evbuffer_get_length(t->txn.body));
@@ -730,10 +722,13 @@ engine_build(struct engine *e, struct edomain *d, struct ehost *h,
 	bool eight = false;
 
 	MR_ASSERT(n <= t->cap && n <= 1024);
+	memset(t->res, 0, n * sizeof(*t->res));
 	t->dom = d;
 	t->host = h;
-	snprintf(t->msgid, sizeof(t->msgid), "<%s.%u.%u@%s>", c->token,
-	    ents[0].rcpt, ents[0].attempts + 1u, e->cfg->send_message_id_domain);
+	if ((size_t)snprintf(t->msgid, sizeof(t->msgid), "<%s.%u.%u@%s>",
+	    c->token, ents[0].rcpt, ents[0].attempts + 1u,
+	    e->cfg->send_message_id_domain) >= sizeof(t->msgid))
+		mr_panic("Message-ID longer than %zu", sizeof(t->msgid));
 	snprintf(t->date, sizeof(t->date), "%s", engine_date(e));
 	for (i = 0; i < n; i++) {
 		t->ent[i] = ents[i];
@@ -779,6 +774,35 @@ engine_build(struct engine *e, struct edomain *d, struct ehost *h,
 }
 
 /*
+ * engine_too_big - the server's SIZE (RFC 1870) is less than the message:
+ * its recipients bounce, as the server would refuse it with 552.
+ */
+static void
+engine_too_big(struct engine *e, struct etxn *t, unsigned long limit)
+{
+	struct engine_outcome o;
+	size_t i;
+
+	memset(&o, 0, sizeof(o));
+	o.type = ACCT_BOUNCED;
+	o.mx = t->host->mx;
+	o.host = t->host->key;
+	o.code = 552;
+	o.dsn = "5.3.4";
+	o.message_id = t->msgid;
+	mr_buf_reset(&e->tmp);
+	mr_buf_printf(&e->tmp, "message of %zu bytes exceeds the size limit "
+	    "of %lu bytes that %s announced", t->txn.size, limit, t->host->key);
+	o.reply = mr_buf_cstr(&e->tmp);
+	for (i = 0; i < t->txn.nrcpts; i++) {
+		t->ent[i].attempts++;
+		o.rcpt = t->rcpt[i];
+		engine_record(e, &t->ent[i], &o);
+	}
+	engine_txn_put(e, t);
+}
+
+/*
  * engine_feed - give session es a transaction from the next wanting domain
  * of its host.  Returns false when there is no work.
  */
@@ -789,10 +813,13 @@ engine_feed(struct engine *e, struct esess *es)
 	struct queue_entry ents[1024];
 	struct edomain *d;
 	struct etxn *t;
+	unsigned long limit;
 	size_t n, max = (size_t)e->cfg->send_max_rcpt_per_message;
 
 	if (max > 1024)
 		max = 1024;
+	if (!smtpc_can_send(es->s))
+		return false;
 	while (!e->stopping && (d = TAILQ_FIRST(&h->wanting)) != NULL) {
 		if (d->q.len == 0) {
 			engine_detach(d);
@@ -812,16 +839,14 @@ engine_feed(struct engine *e, struct esess *es)
 		t = engine_build(e, d, h, ents, n);
 		if (t == NULL)
 			continue;
-		if (smtpc_send(es->s, &t->txn) != 0) {
-			/* Cannot happen after ready; put them back. */
-			for (n = 0; n < t->txn.nrcpts; n++) {
-				dqueue_push(&d->q, &t->ent[n]);
-				e->queued++;
-			}
-			engine_txn_put(e, t);
-			engine_kick_domain(e, d);
-			return false;
+		limit = smtpc_size_limit(es->s);
+		if (limit != 0 && t->txn.size > limit) {
+			engine_too_big(e, t, limit);
+			continue;
 		}
+		if (smtpc_send(es->s, &t->txn) != 0)
+			mr_panic("session refused a transaction after "
+			    "smtpc_can_send()");
 		return true;
 	}
 	return false;
@@ -831,7 +856,7 @@ engine_feed(struct engine *e, struct esess *es)
 /* Hosts and sessions                                               */
 /* ---------------------------------------------------------------- */
 
-static void
+static bool
 engine_open_session(struct engine *e, struct ehost *h)
 {
 	struct smtpc_params p;
@@ -850,15 +875,27 @@ engine_open_session(struct engine *e, struct ehost *h)
 	es->h = h;
 	es->s = smtpc_new(e->base, &p, &engine_smtpc_ops, es, &err);
 	if (es->s == NULL) {
-		mr_log_err("engine", "host=%s event=socket error=%s", h->key,
-		    mr_q(mr_strerror(err), (size_t)-1));
+		struct smtpc_end end;
+		char why[256];
+
 		free(es);
-		return;
+		/* No socket (out of descriptors): a temporary failure of
+		 * this host, not a reason to spin. */
+		snprintf(why, sizeof(why), "cannot open a connection to %s: "
+		    "%s", h->key, mr_strerror(err));
+		memset(&end, 0, sizeof(end));
+		end.err = err;
+		snprintf(end.esc, sizeof(end.esc), "4.4.1");
+		end.text = why;
+		if (h->nsess == 0)
+			engine_host_down(e, h, &end);
+		return false;
 	}
 	TAILQ_INSERT_TAIL(&h->sessions, es, link);
 	h->nsess++;
 	e->nsess++;
 	e->stats.sessions++;
+	return true;
 }
 
 /*
@@ -868,6 +905,7 @@ engine_open_session(struct engine *e, struct ehost *h)
 static void
 engine_kick_host(struct engine *e, struct ehost *h)
 {
+	uint64_t max_rcpt = (uint64_t)e->cfg->send_max_rcpt_per_message, want;
 	struct esess *es;
 
 	while (h->queued > 0 && (es = TAILQ_FIRST(&h->idle)) != NULL) {
@@ -883,8 +921,15 @@ engine_kick_host(struct engine *e, struct ehost *h)
 	}
 	if (e->stopping || h->down_until > mr_clock_ms())
 		return;
-	while (h->queued > h->nsess && h->nsess < h->limit)
-		engine_open_session(e, h);
+	/* Sessions for the transactions queued, not for each recipient:
+	 * batched recipients share one. */
+	want = e->camp->batching ? (h->queued + max_rcpt - 1) / max_rcpt :
+	    h->queued;
+	while (h->nsess < want && h->nsess < h->limit &&
+	    e->nsess < e->max_sessions && h->down_until <= mr_clock_ms()) {
+		if (!engine_open_session(e, h))
+			break;
+	}
 }
 
 /* engine_host_down - h failed: mark it and move its domains on. */
@@ -895,12 +940,15 @@ engine_host_down(struct engine *e, struct ehost *h,
 	struct edomain *d;
 
 	h->down_until = mr_clock_ms() + (uint64_t)e->cfg->queue_host_down_time;
+	/* When it comes back, start small again. */
+	h->limit = e->init_conns;
+	h->capped = false;
 	free(h->last_error);
 	h->last_error = xstrdup(end->text);
 	h->last_code = end->code;
 	snprintf(h->last_esc, sizeof(h->last_esc), "%s", end->esc);
-	mr_log_warn("engine", "host=%s mx=%s event=down for=%llds reason=%s",
-	    h->key, h->mx, e->cfg->queue_host_down_time / 1000,
+	mr_log_warn("engine", "host=%s mx=%s event=down for=%lldms reason=%s",
+	    h->key, h->mx, e->cfg->queue_host_down_time,
 	    mr_q(end->text, (size_t)-1));
 	while ((d = TAILQ_FIRST(&h->wanting)) != NULL) {
 		engine_detach(d);
@@ -918,6 +966,11 @@ engine_sess_ready(struct smtpc *s, void *arg)
 	if (!es->usable) {
 		es->usable = true;
 		es->h->nusable++;
+		/* Slow start: each session that works earns the host one
+		 * more, up to its share of smtp.max_connections. */
+		if (!es->h->capped && es->h->limit < e->max_conns)
+			es->h->limit++;
+		engine_kick_host(e, es->h);
 	}
 	if (engine_feed(e, es))
 		return;
@@ -929,9 +982,14 @@ engine_sess_ready(struct smtpc *s, void *arg)
 		smtpc_quit(s);
 }
 
+/*
+ * engine_keep_forensics - keep t's message whole for its recipient i.  The
+ * message is rendered again (as the recipient would read it, not
+ * dot-stuffed) once per transaction, into fx (empty: not yet rendered).
+ */
 static void
 engine_keep_forensics(struct engine *e, struct etxn *t, size_t i,
-    char *path, size_t size)
+    struct mr_buf *fx, char *path, size_t size)
 {
 	struct campaign *c = e->camp;
 	const struct csv_field *f;
@@ -945,15 +1003,20 @@ engine_keep_forensics(struct engine *e, struct etxn *t, size_t i,
 	    atomic_fetch_add(&c->forensics_kept, 1) >=
 	    (uint64_t)e->cfg->send_forensics_max)
 		return;
-	f = list_fields(c->list, e->cp, t->ent[i].rcpt, &nf);
-	MR_ASSERT(f != NULL);
-	msg = evbuffer_new();
-	m.message_id = t->msgid;
-	m.date = t->date;
-	tmpl_render(c->tmpl, e->ts, f, nf, &m, 0, msg, NULL);
+	if (fx->len == 0) {
+		f = list_fields(c->list, e->cp, t->ent[i].rcpt, &nf);
+		MR_ASSERT(f != NULL);
+		msg = evbuffer_new();
+		m.message_id = t->msgid;
+		m.date = t->date;
+		tmpl_render(c->tmpl, e->ts, f, nf, &m, 0, msg, NULL);
+		mr_buf_reserve(fx, evbuffer_get_length(msg));
+		fx->len = evbuffer_remove(msg, fx->data, evbuffer_get_length(msg));
+		fx->data[fx->len] = '\0';
+		evbuffer_free(msg);
+	}
 	r = forensics_keep(c->forensics_dir,
-	    list_line(c->list, t->ent[i].rcpt), msg, path, size);
-	evbuffer_free(msg);
+	    list_line(c->list, t->ent[i].rcpt), fx->data, fx->len, path, size);
 	if (r != 0) {
 		mr_log_warn("engine", "event=forensics dir=%s error=%s",
 		    mr_q(c->forensics_dir, (size_t)-1),
@@ -994,7 +1057,8 @@ engine_sess_done(struct smtpc *s, void *arg, struct smtpc_txn *txn)
 			break;
 		case 5:
 			o.type = ACCT_BOUNCED;
-			engine_keep_forensics(e, t, i, path, sizeof(path));
+			engine_keep_forensics(e, t, i, &e->fx, path,
+			    sizeof(path));
 			o.forensics = path;
 			engine_record(e, &ent, &o);
 			break;
@@ -1004,6 +1068,7 @@ engine_sess_done(struct smtpc *s, void *arg, struct smtpc_txn *txn)
 			break;
 		}
 	}
+	mr_buf_reset(&e->fx);
 	engine_txn_put(e, t);
 	engine_check_done(e);
 }
@@ -1033,14 +1098,20 @@ engine_sess_closed(struct smtpc *s, void *arg, const struct smtpc_end *end)
 			mr_log_warn("engine", "host=%s event=tls-failed "
 			    "next=plaintext reason=%s", h->key,
 			    mr_q(end->text, (size_t)-1));
-		} else if (h->nusable == 0) {
+		} else if (h->nsess == 0 && h->nusable == 0) {
+			/* The last session failed and none worked: the host
+			 * is down, its domains move on. */
 			engine_host_down(e, h, end);
-		} else if (h->limit > h->nusable) {
-			/* It works, but not with more sessions than now. */
-			h->limit = h->nusable;
-			mr_log_info("engine", "host=%s event=limit sessions=%u "
-			    "reason=%s", h->key, h->limit,
-			    mr_q(end->text, (size_t)-1));
+		} else {
+			/* Others are open: a refusal now says "not that
+			 * many", as a 421 to the 21st connection does. */
+			h->capped = true;
+			if (h->limit > (h->nsess ? h->nsess : 1)) {
+				h->limit = h->nsess ? h->nsess : 1;
+				mr_log_info("engine", "host=%s event=limit "
+				    "sessions=%u reason=%s", h->key, h->limit,
+				    mr_q(end->text, (size_t)-1));
+			}
 		}
 	}
 	if (h->down_until <= mr_clock_ms())
@@ -1189,6 +1260,12 @@ engine_new(struct campaign *camp, unsigned id, struct mr_buf *err)
 	evtimer_add(e->tick, &tick);
 	e->max_conns = ((unsigned)e->cfg->smtp_max_connections + workers -
 	    1) / workers;
+	e->init_conns = (unsigned)e->cfg->smtp_initial_connections;
+	if (e->init_conns > e->max_conns)
+		e->init_conns = e->max_conns;
+	e->max_sessions = camp->max_sessions / workers;
+	if (e->max_sessions < 1)
+		e->max_sessions = 1;
 	return e;
 }
 
@@ -1271,6 +1348,7 @@ engine_free(struct engine **ep)
 	csv_parser_free(&e->cp);
 	tmpl_scratch_free(&e->ts);
 	mr_buf_release(&e->tmp);
+	mr_buf_release(&e->fx);
 	event_free(e->retry_timer);
 	event_free(e->tick);
 	event_base_free(e->base);

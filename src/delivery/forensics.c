@@ -7,24 +7,26 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <event2/buffer.h>
-
 #include "delivery/forensics.h"
 
 int
-forensics_keep(const char *dir, unsigned line, struct evbuffer *msg,
+forensics_keep(const char *dir, unsigned line, const char *msg, size_t len,
     char *path_r, size_t size)
 {
+	size_t off = 0;
+	ssize_t w;
 	unsigned n;
-	int fd = -1, r = 0;
+	int fd = -1, r = 0, k;
 
 	if (mkdir(dir, 0750) != 0 && errno != EEXIST)
 		return -errno;
 	for (n = 1; n < 1000 && fd < 0; n++) {
 		if (n == 1)
-			snprintf(path_r, size, "%s/%u.eml", dir, line);
+			k = snprintf(path_r, size, "%s/%u.eml", dir, line);
 		else
-			snprintf(path_r, size, "%s/%u-%u.eml", dir, line, n);
+			k = snprintf(path_r, size, "%s/%u-%u.eml", dir, line, n);
+		if (k < 0 || (size_t)k >= size)
+			return -ENAMETOOLONG;
 		fd = open(path_r, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
 		    0640);
 		if (fd < 0 && errno != EEXIST)
@@ -32,11 +34,15 @@ forensics_keep(const char *dir, unsigned line, struct evbuffer *msg,
 	}
 	if (fd < 0)
 		return -EEXIST;
-	while (evbuffer_get_length(msg) > 0) {
-		if (evbuffer_write(msg, fd) < 0) {
+	while (off < len) {
+		w = write(fd, msg + off, len - off);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
 			r = -errno;
 			break;
 		}
+		off += (size_t)w;
 	}
 	if (close(fd) != 0 && r == 0)
 		r = -errno;

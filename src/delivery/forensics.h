@@ -11,13 +11,12 @@
 
 #include <stddef.h>
 
-struct evbuffer;
-
 /*
- * forensics_keep - write msg (drained) to a new file in dir; its path goes
- * to path_r.  Returns 0 or -errno.
+ * forensics_keep - write msg[0..len) to a new file in dir; its path goes
+ * to path_r.  Returns 0 or -errno (-ENAMETOOLONG when the path does not
+ * fit in size).
  */
-int forensics_keep(const char *dir, unsigned line, struct evbuffer *msg,
-    char *path_r, size_t size);
+int forensics_keep(const char *dir, unsigned line, const char *msg,
+    size_t len, char *path_r, size_t size);
 
 #endif

@@ -306,8 +306,8 @@ list_fp(const struct csv_field *f, size_t n, const bool *cols)
 }
 
 int
-list_load(struct list *l, const bool *fp_columns, list_reject_cb *cb,
-    void *arg, struct list_stats *st)
+list_load(struct list *l, const bool *fp_columns, list_check_cb *check,
+    list_reject_cb *cb, void *arg, struct list_stats *st)
 {
 	struct list_dedup dd = { l, csv_parser_new(l->max_row), MR_BUF_INIT };
 	struct mr_hmap *seen = mr_hmap_new(list_dedup_eq, &dd);
@@ -368,6 +368,9 @@ list_load(struct list *l, const bool *fp_columns, list_reject_cb *cb,
 				reason = "empty address";
 			if (reason == NULL)
 				reason = smtp_addr_check(email, elen, &at);
+			if (reason == NULL && check != NULL)
+				reason = check(arg, f, n, reason_buf,
+				    sizeof(reason_buf));
 		}
 		if (reason != NULL) {
 			st->rejected++;

@@ -58,12 +58,21 @@ const char *const *list_columns(const struct list *l);
 size_t list_email_column(const struct list *l);
 
 /*
+ * list_check_cb - may a row that passed the list's own checks be sent?
+ * NULL, or why not (written into buf, or static).
+ */
+typedef const char *list_check_cb(void *arg, const struct csv_field *fields,
+    size_t nfields, char *buf, size_t size);
+
+/*
  * list_load - read every row.  fp_columns (ncolumns flags; NULL for none)
  * names the columns whose values make a row's fingerprint; with NULL no
- * fingerprints are kept.  Returns 0, or a negative code for an I/O error.
+ * fingerprints are kept.  check (may be NULL) is asked about each row
+ * after the list's own checks.  Returns 0, or a negative code for an I/O
+ * error.
  */
-int list_load(struct list *l, const bool *fp_columns, list_reject_cb *cb,
-    void *arg, struct list_stats *st);
+int list_load(struct list *l, const bool *fp_columns, list_check_cb *check,
+    list_reject_cb *cb, void *arg, struct list_stats *st);
 
 uint32_t list_count(const struct list *l);
 uint32_t list_line(const struct list *l, uint32_t i);

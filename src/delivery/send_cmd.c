@@ -154,6 +154,21 @@ send_reject(void *arg, unsigned line, const char *reason, const char *row,
 	}
 }
 
+/* send_check_row - a row the template cannot render safely is refused. */
+static const char *
+send_check_row(void *arg, const struct csv_field *fields, size_t nfields,
+    char *buf, size_t size)
+{
+	struct send_run *run = arg;
+	size_t col;
+
+	if (tmpl_check_fields(run->tmpl, fields, nfields, &col) == 0)
+		return NULL;
+	snprintf(buf, size, "value in column \"%s\" holds a MIME boundary "
+	    "of the template", list_columns(run->list)[col]);
+	return buf;
+}
+
 static int
 send_read_file(const char *path, size_t max, char **data_r, size_t *len_r,
     struct mr_buf *err)
@@ -287,7 +302,8 @@ send_prepare(struct send_run *run)
 			fp_cols[i] = tmpl_uses_column(run->tmpl, i);
 		run->camp.batching = true;
 	}
-	code = list_load(run->list, fp_cols, send_reject, run, &run->lst);
+	code = list_load(run->list, fp_cols, send_check_row, send_reject, run,
+	    &run->lst);
 	free(fp_cols);
 	if (run->reject_fp != NULL && fclose(run->reject_fp) != 0 &&
 	    run->reject_err == 0)
@@ -377,12 +393,27 @@ send_deliver(struct send_run *run)
 	const struct mr_config *cfg = &run->cfg;
 	struct mr_buf err = MR_BUF_INIT;
 	struct sigaction sa;
+	struct rlimit rl;
 	uint64_t last = 0, now, interval;
 	long ncpu;
 	unsigned i, w;
 	uint32_t r;
 	bool live;
 
+	/* Sessions need descriptors: take the hard limit, keep some for
+	 * files and DNS, and let the engines share the rest. */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+		if (rl.rlim_cur < rl.rlim_max) {
+			rl.rlim_cur = rl.rlim_max;
+			(void)setrlimit(RLIMIT_NOFILE, &rl);
+			(void)getrlimit(RLIMIT_NOFILE, &rl);
+		}
+		c->max_sessions = rl.rlim_cur > 256 + 64 ?
+		    (unsigned)(rl.rlim_cur > 1000000 ? 1000000 :
+		    rl.rlim_cur - 256) : 64;
+	} else {
+		c->max_sessions = 512;
+	}
 	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	w = cfg->general_workers > 0 ? (unsigned)cfg->general_workers :
 	    (unsigned)(ncpu > 1 ? ncpu - 1 : 1);
@@ -560,8 +591,7 @@ send_cmd(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "template", required_argument, NULL, 't' },
 		{ "list", required_argument, NULL, 'l' },
-		{ "config", required_argument, NULL, 'c' },
-		{ "set", required_argument, NULL, 'o' },
+		CONF_CLI_LONGOPTS,
 		{ "route", required_argument, NULL, 'R' },
 		{ "resolver", required_argument, NULL, 'N' },
 		{ "accounting", required_argument, NULL, 'A' },
@@ -584,23 +614,18 @@ send_cmd(int argc, char **argv)
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "t:l:c:o:h", longopts,
 	    NULL)) != -1) {
+		if ((r = conf_cli_option(&cl, c, optarg, "send")) != 0) {
+			if (r > 0)
+				continue;
+			ex = EX_USAGE;
+			goto done;
+		}
 		switch (c) {
 		case 't':
 			run->opts.template_path = optarg;
 			break;
 		case 'l':
 			run->opts.list_path = optarg;
-			break;
-		case 'c':
-			cl.config_path = optarg;
-			break;
-		case 'o':
-			if (conf_cli_set_kv(&cl, optarg) != 0) {
-				fprintf(stderr, "mailroom send: -o wants "
-				    "section.key=value, not \"%s\"\n", optarg);
-				ex = EX_USAGE;
-				goto done;
-			}
 			break;
 		case 'R':
 			conf_cli_set(&cl, "dns.route", optarg);
@@ -654,6 +679,11 @@ send_cmd(int argc, char **argv)
 		goto done;
 
 	run->camp.cfg = &run->cfg;
+	if (strchr(run->cfg.general_hostname, '.') == NULL)
+		fprintf(stderr, "mailroom send: warning: general.hostname "
+		    "\"%s\" is not a fully qualified domain name; many "
+		    "receivers refuse such an EHLO (set general.hostname)\n",
+		    run->cfg.general_hostname);
 	if (RAND_bytes(rnd, sizeof(rnd)) != 1)
 		memset(rnd, 0, sizeof(rnd));
 	snprintf(run->camp.token, sizeof(run->camp.token),

@@ -65,6 +65,7 @@ struct tmpl_seg {
 
 struct tmpl_hdr {
 	bool		 address;	/* an address-list header */
+	bool		 part;		/* a MIME part's header */
 	uint32_t	 name_off;	/* "Name" in the store */
 	uint32_t	 name_len;
 	struct tmpl_seg	*segs;		/* the value: TEXT and SLOT */
@@ -79,10 +80,20 @@ struct tmpl {
 	struct tmpl_hdr	*hdrs;
 	size_t		 nhdrs;
 	bool		*used;		/* per column */
+	bool		*in_body;	/* per column: used in the body */
 	size_t		 ncols;
+	char		**bounds;	/* MIME boundaries of the template */
+	size_t		 nbounds;
 	char		*from_addr;
 	bool		 eight_bit;
 	size_t		 static_size;
+};
+
+/* Scratch for building one header field. */
+struct tmpl_hbufs {
+	struct mr_buf	 val;		/* the value being assembled */
+	struct mr_buf	 inner;		/* a phrase without its quotes */
+	struct mr_buf	 ph;		/* a phrase, formatted */
 };
 
 struct tmpl_scratch {
@@ -93,7 +104,7 @@ struct tmpl_scratch {
 	size_t		 n;		/* staged bytes */
 	size_t		 total;
 	struct mr_buf	 hdr;		/* a header being assembled */
-	struct mr_buf	 val;		/* a value being assembled */
+	struct tmpl_hbufs hb;
 	char		 stage[TMPL_STAGE];
 };
 
@@ -109,6 +120,7 @@ struct tmpl_cc {
 	struct tmpl_seg	*segs;
 	size_t		 nsegs, segcap;
 	bool		 saw_from;
+	bool		 in_body;	/* compiling a body line */
 	bool		 saw_content_type;
 	bool		 saw_mime_version;
 	bool		 saw_cte;
@@ -183,6 +195,8 @@ tmpl_cc_slot(struct tmpl_cc *cc, size_t col, uint8_t ctx, uint8_t role)
 	seg.index = (uint32_t)col;
 	tmpl_cc_push(cc, &seg);
 	cc->t->used[col] = true;
+	if (cc->in_body)
+		cc->t->in_body[col] = true;
 }
 
 /* tmpl_seg_finish - compute the line facts of TEXT segments. */
@@ -409,30 +423,34 @@ tmpl_encode_words(struct mr_buf *out, const char *p, size_t n, size_t col)
  * tmpl_fold - append header text (no CRLF inside) to out, folding at
  * white space so that no line exceeds TMPL_LINE_MAX; a run with no white
  * space is cut (CRLF SP inserted), as Postfix does.  col is the column at
- * which text starts.
+ * which text starts, and may already be at or past the limit.
  */
 static void
 tmpl_fold(struct mr_buf *out, const char *p, size_t n, size_t col)
 {
 	size_t k, ws;
 
-	while (col + n > TMPL_LINE_MAX) {
-		k = TMPL_LINE_MAX - col;
-		for (ws = k; ws > 0; ws--) {
-			if (p[ws] == ' ' || p[ws] == '\t')
-				break;
+	for (;;) {
+		if (col >= TMPL_LINE_MAX) {
+			mr_buf_puts(out, "\r\n ");
+			col = 1;
 		}
+		if (col + n <= TMPL_LINE_MAX)
+			break;
+		k = TMPL_LINE_MAX - col;	/* > 0, and < n */
+		for (ws = k; ws > 0 && p[ws] != ' ' && p[ws] != '\t'; ws--)
+			;
 		if (ws > 0)
 			k = ws;
 		mr_buf_append(out, p, k);
 		mr_buf_puts(out, "\r\n");
 		p += k;
 		n -= k;
-		if (n == 0 || (*p != ' ' && *p != '\t')) {
+		if (*p == ' ' || *p == '\t') {
+			col = 0;	/* the white space starts the line */
+		} else {
 			mr_buf_putc(out, ' ');
 			col = 1;
-		} else {
-			col = 0;
 		}
 	}
 	mr_buf_append(out, p, n);
@@ -446,14 +464,16 @@ tmpl_is_special(char c)
 
 /*
  * tmpl_phrase - append a display name: encoded words when it holds
- * non-ASCII, a quoted-string when it holds specials, else as is.  p[0..n)
- * may already be a quoted-string; its quotes are removed first.  Returns
- * false when the phrase is empty (nothing appended).
+ * non-ASCII, a quoted-string when it holds specials, else as is, folded
+ * at white space when long.  p[0..n) may already be a quoted-string; its
+ * quotes are removed first.  Returns false when the phrase is empty
+ * (nothing appended).
  */
 static bool
-tmpl_phrase(struct mr_buf *out, const char *p, size_t n)
+tmpl_phrase(struct mr_buf *out, const char *p, size_t n,
+    struct tmpl_hbufs *hb)
 {
-	struct mr_buf inner = MR_BUF_INIT;
+	struct mr_buf *inner = &hb->inner, *ph = &hb->ph;
 	bool special = false;
 	size_t i;
 
@@ -463,39 +483,46 @@ tmpl_phrase(struct mr_buf *out, const char *p, size_t n)
 	}
 	while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
 		n--;
+	mr_buf_reset(inner);
 	if (n >= 2 && p[0] == '"' && p[n - 1] == '"') {
 		for (i = 1; i + 1 < n; i++) {
 			if (p[i] == '\\' && i + 2 < n)
 				i++;
-			mr_buf_putc(&inner, p[i]);
+			mr_buf_putc(inner, p[i]);
 		}
 	} else {
-		mr_buf_append(&inner, p, n);
+		mr_buf_append(inner, p, n);
 	}
-	if (inner.len == 0) {
-		mr_buf_release(&inner);
+	if (inner->len == 0)
 		return false;
+	if (!mr_is_ascii(inner->data, inner->len)) {
+		tmpl_encode_words(out, inner->data, inner->len, tmpl_col(out));
+		return true;
 	}
-	if (!mr_is_ascii(inner.data, inner.len)) {
-		tmpl_encode_words(out, inner.data, inner.len, tmpl_col(out));
-	} else {
-		for (i = 0; i < inner.len; i++)
-			special |= tmpl_is_special(inner.data[i]);
-		if (special) {
-			mr_buf_putc(out, '"');
-			for (i = 0; i < inner.len; i++) {
-				if (inner.data[i] == '"' ||
-				    inner.data[i] == '\\')
-					mr_buf_putc(out, '\\');
-				mr_buf_putc(out, inner.data[i]);
-			}
-			mr_buf_putc(out, '"');
-		} else {
-			mr_buf_append(out, inner.data, inner.len);
+	for (i = 0; i < inner->len; i++)
+		special |= tmpl_is_special(inner->data[i]);
+	mr_buf_reset(ph);
+	if (special) {
+		mr_buf_putc(ph, '"');
+		for (i = 0; i < inner->len; i++) {
+			if (inner->data[i] == '"' || inner->data[i] == '\\')
+				mr_buf_putc(ph, '\\');
+			mr_buf_putc(ph, inner->data[i]);
 		}
+		mr_buf_putc(ph, '"');
+	} else {
+		mr_buf_append(ph, inner->data, inner->len);
 	}
-	mr_buf_release(&inner);
+	tmpl_fold(out, ph->data, ph->len, tmpl_col(out));
 	return true;
+}
+
+static void
+tmpl_hbufs_release(struct tmpl_hbufs *hb)
+{
+	mr_buf_release(&hb->val);
+	mr_buf_release(&hb->inner);
+	mr_buf_release(&hb->ph);
 }
 
 /* tmpl_value_append - a header value byte run, newlines made spaces. */
@@ -517,20 +544,23 @@ tmpl_value_append(struct mr_buf *b, const char *p, size_t n)
 
 /*
  * tmpl_header_build - the whole header field "Name: value\r\n" into out.
- * The value comes from segs (static text and the recipient's fields).
+ * The value comes from segs (static text and the recipient's fields;
+ * their CR and LF become spaces, so that no value can add a header).
  */
 static void
 tmpl_header_build(const struct tmpl *t, const struct tmpl_hdr *h,
     const struct csv_field *fields, size_t nfields, struct mr_buf *out,
-    struct mr_buf *val)
+    struct tmpl_hbufs *hb)
 {
+	struct mr_buf *val = &hb->val;
 	const struct tmpl_seg *s;
-	size_t i, start, col;
+	const char *v;
+	size_t i, start, col, n;
 	uint8_t role;
 
 	mr_buf_append(out, t->store + h->name_off, h->name_len);
 	mr_buf_putc(out, ':');
-	col = out->len;
+	col = tmpl_col(out);
 	if (!h->address) {
 		mr_buf_reset(val);
 		for (i = 0; i < h->nsegs; i++) {
@@ -541,12 +571,13 @@ tmpl_header_build(const struct tmpl *t, const struct tmpl_hdr *h,
 				tmpl_value_append(val, fields[s->index].p,
 				    fields[s->index].len);
 		}
-		if (mr_is_ascii(mr_buf_cstr(val), val->len)) {
+		/* A MIME part's header holds parameters that encoded words
+		 * must not enter (RFC 2047 5): its UTF-8 stays as it is. */
+		if (h->part || mr_is_ascii(mr_buf_cstr(val), val->len)) {
 			tmpl_fold(out, mr_buf_cstr(val), val->len, col);
 		} else {
-			const char *v = mr_buf_cstr(val);
-			size_t n = val->len;
-
+			v = mr_buf_cstr(val);
+			n = val->len;
 			while (n > 0 && (*v == ' ' || *v == '\t')) {
 				v++;
 				n--;
@@ -558,8 +589,9 @@ tmpl_header_build(const struct tmpl *t, const struct tmpl_hdr *h,
 		return;
 	}
 	/*
-	 * An address list: each address's phrase is assembled and encoded
-	 * or quoted as a whole; angle parts and separators go out as is.
+	 * An address list: each address's phrase is assembled and encoded,
+	 * quoted or folded as a whole; a line is folded before an angle
+	 * address, never inside it.
 	 */
 	mr_buf_reset(val);
 	for (i = 0; i < h->nsegs; i = start) {
@@ -573,25 +605,27 @@ tmpl_header_build(const struct tmpl *t, const struct tmpl_hdr *h,
 				tmpl_value_append(val, fields[s->index].p,
 				    fields[s->index].len);
 		}
+		v = mr_buf_cstr(val);
+		n = val->len;
 		if (role == TMPL_ROLE_PHRASE) {
 			mr_buf_putc(out, ' ');
-			if (tmpl_phrase(out, mr_buf_cstr(val), val->len))
+			if (tmpl_phrase(out, v, n, hb))
 				mr_buf_putc(out, ' ');
-			mr_buf_reset(val);
-		} else {
-			const char *v = mr_buf_cstr(val);
-			size_t n = val->len;
-
-			if (role == TMPL_ROLE_ANGLE)
-				while (n > 0 && (*v == ' ' || *v == '\t')) {
-					v++;
-					n--;
-				}
-			/* Fold long lists at their commas' spaces. */
+		} else if (role == TMPL_ROLE_ANGLE) {
+			while (n > 0 && (*v == ' ' || *v == '\t')) {
+				v++;
+				n--;
+			}
+			col = tmpl_col(out);
+			if (col > 1 && col + n > TMPL_LINE_MAX) {
+				mr_buf_puts(out, "\r\n ");
+				col = 1;
+			}
 			tmpl_fold(out, v, n, col);
-			mr_buf_reset(val);
+		} else {
+			tmpl_fold(out, v, n, tmpl_col(out));
 		}
-		col = tmpl_col(out);
+		mr_buf_reset(val);
 	}
 	mr_buf_puts(out, "\r\n");
 }
@@ -661,9 +695,18 @@ tmpl_param(const char *v, size_t n, const char *name, struct mr_buf *out)
 	}
 }
 
+static void
+tmpl_add_boundary(struct tmpl *t, const char *b)
+{
+	t->bounds = xreallocarray(t->bounds, t->nbounds + 1,
+	    sizeof(*t->bounds));
+	t->bounds[t->nbounds++] = xstrdup(b);
+}
+
 /* What a header section says about the body that follows it. */
 struct tmpl_mime {
 	bool		 qp;		/* Content-Transfer-Encoding: QP */
+	bool		 b64;		/* Content-Transfer-Encoding: base64 */
 	struct mr_buf	 boundary;	/* when multipart */
 };
 
@@ -675,9 +718,11 @@ tmpl_mime_header(struct tmpl_mime *m, const char *name, size_t nlen,
 
 	while (i < vlen && (v[i] == ' ' || v[i] == '\t'))
 		i++;
-	if (tmpl_name_is(name, nlen, "content-transfer-encoding"))
+	if (tmpl_name_is(name, nlen, "content-transfer-encoding")) {
 		m->qp = vlen - i >= 16 &&
 		    strncasecmp(v + i, "quoted-printable", 16) == 0;
+		m->b64 = vlen - i >= 6 && strncasecmp(v + i, "base64", 6) == 0;
+	}
 	else if (tmpl_name_is(name, nlen, "content-type") &&
 	    vlen - i >= 10 && strncasecmp(v + i, "multipart/", 10) == 0)
 		tmpl_param(v, vlen, "boundary", &m->boundary);
@@ -822,15 +867,18 @@ tmpl_cc_header(struct tmpl_cc *cc, const struct tmpl_line *lines,
 			    (int)nlen, name);
 		goto out;
 	}
-	if (!top) {
-		/* A MIME part's header: copied as body text. */
-		for (i = first; i <= last && r == 0; i++) {
-			r = tmpl_cc_scan(cc, lines[i].p, lines[i].len,
-			    lines[i].no, TMPL_CTX_TEXT, TMPL_ROLE_PLAIN, true);
+	has_ph = tmpl_has_placeholder(mr_buf_cstr(&val), val.len);
+	if (!top && !has_ph) {
+		/* A MIME part's static header: kept as written. */
+		for (i = first; i <= last; i++) {
+			tmpl_cc_text(cc, lines[i].p, lines[i].len,
+			    TMPL_ROLE_PLAIN, true);
 			tmpl_cc_text(cc, "\r\n", 2, TMPL_ROLE_PLAIN, false);
 		}
 		goto out;
 	}
+	if (!top)
+		goto dynamic;
 	if (!mr_utf8_valid(mr_buf_cstr(&val), val.len, &bad)) {
 		mr_buf_printf(cc->err, "template line %u: the %.*s header holds "
 		    "bytes that are not UTF-8", l->no, (int)nlen, name);
@@ -843,7 +891,6 @@ tmpl_cc_header(struct tmpl_cc *cc, const struct tmpl_line *lines,
 		cc->saw_mime_version = true;
 	if (tmpl_name_is(name, nlen, "content-transfer-encoding"))
 		cc->saw_cte = true;
-	has_ph = tmpl_has_placeholder(mr_buf_cstr(&val), val.len);
 	if (tmpl_name_is(name, nlen, "from") && !has_ph)
 		tmpl_from(cc, mr_buf_cstr(&val), val.len);
 	else if (tmpl_name_is(name, nlen, "from"))
@@ -857,6 +904,7 @@ tmpl_cc_header(struct tmpl_cc *cc, const struct tmpl_line *lines,
 		}
 		goto out;
 	}
+dynamic:
 	{
 		/* A header compiled on its own: built per recipient (or once,
 		 * now, when it is static but needs encoding). */
@@ -868,8 +916,9 @@ tmpl_cc_header(struct tmpl_cc *cc, const struct tmpl_line *lines,
 		memset(&h, 0, sizeof(h));
 		h.name_off = (uint32_t)cc->store.len;
 		h.name_len = (uint32_t)nlen;
+		h.part = !top;
 		mr_buf_append(&cc->store, name, nlen);
-		for (k = 0; tmpl_address_headers[k]; k++)
+		for (k = 0; top && tmpl_address_headers[k]; k++)
 			if (tmpl_name_is(name, nlen, tmpl_address_headers[k]))
 				h.address = true;
 		cc->segs = NULL;
@@ -891,16 +940,18 @@ tmpl_cc_header(struct tmpl_cc *cc, const struct tmpl_line *lines,
 		}
 		if (!has_ph) {
 			/* Static but non-ASCII: encode once, now. */
-			struct mr_buf hb = MR_BUF_INIT, vb = MR_BUF_INIT;
+			struct mr_buf hb = MR_BUF_INIT;
+			struct tmpl_hbufs bufs;
 
+			memset(&bufs, 0, sizeof(bufs));
 			/* Offsets stay valid: the store is read, not moved,
 			 * while building, and appended to only afterwards. */
 			cc->t->store = cc->store.data;
-			tmpl_header_build(cc->t, &h, NULL, 0, &hb, &vb);
+			tmpl_header_build(cc->t, &h, NULL, 0, &hb, &bufs);
 			cc->t->store = NULL;
 			tmpl_cc_text(cc, hb.data, hb.len, TMPL_ROLE_PLAIN, true);
 			mr_buf_release(&hb);
-			mr_buf_release(&vb);
+			tmpl_hbufs_release(&bufs);
 			free(h.segs);
 			goto out;
 		}
@@ -951,10 +1002,19 @@ tmpl_cc_headers(struct tmpl_cc *cc, const struct tmpl_line *lines,
  * broken at TMPL_LINE_MAX, then CRLF.
  */
 static int
-tmpl_cc_body_line(struct tmpl_cc *cc, const struct tmpl_line *l, bool qp)
+tmpl_cc_body_line(struct tmpl_cc *cc, const struct tmpl_line *l,
+    const struct tmpl_mime *m)
 {
 	size_t pos = 0;
-	uint8_t ctx = qp ? TMPL_CTX_QP : TMPL_CTX_TEXT;
+	uint8_t ctx = m->qp ? TMPL_CTX_QP : TMPL_CTX_TEXT;
+	int r;
+
+	if (m->b64 && tmpl_has_placeholder(l->p, l->len)) {
+		mr_buf_printf(cc->err, "template line %u: a placeholder in a "
+		    "base64 part cannot be filled in (make the part 8bit or "
+		    "quoted-printable)", l->no);
+		return -1;
+	}
 
 	if (l->len > TMPL_LINE_MAX && !tmpl_has_placeholder(l->p, l->len)) {
 		if (cc->warn)
@@ -970,9 +1030,13 @@ tmpl_cc_body_line(struct tmpl_cc *cc, const struct tmpl_line *l, bool qp)
 		}
 		tmpl_cc_text(cc, l->p + pos, l->len - pos, TMPL_ROLE_PLAIN,
 		    true);
-	} else if (tmpl_cc_scan(cc, l->p, l->len, l->no, ctx,
-	    TMPL_ROLE_PLAIN, true) != 0) {
-		return -1;
+	} else {
+		cc->in_body = true;
+		r = tmpl_cc_scan(cc, l->p, l->len, l->no, ctx, TMPL_ROLE_PLAIN,
+		    true);
+		cc->in_body = false;
+		if (r != 0)
+			return -1;
 	}
 	tmpl_cc_text(cc, "\r\n", 2, TMPL_ROLE_PLAIN, false);
 	return 0;
@@ -990,12 +1054,15 @@ tmpl_cc_body(struct tmpl_cc *cc, const struct tmpl_line *lines,
     size_t nlines, size_t i, struct tmpl_mime *top)
 {
 	char *bounds[TMPL_MIME_DEPTH];
-	size_t nb = 0, k, blen;
-	bool qp = top->qp, is_bound;
+	size_t nb = 0, k, blen = 0;
+	struct tmpl_mime mode = { top->qp, top->b64, MR_BUF_INIT };
+	bool is_bound;
 	int r = 0;
 
-	if (top->boundary.len)
+	if (top->boundary.len) {
 		bounds[nb++] = xstrdup(top->boundary.data);
+		tmpl_add_boundary(cc->t, top->boundary.data);
+	}
 	for (; i < nlines && r == 0; i++) {
 		const struct tmpl_line *l = &lines[i];
 
@@ -1010,7 +1077,7 @@ tmpl_cc_body(struct tmpl_cc *cc, const struct tmpl_line *lines,
 			}
 		}
 		if (!is_bound) {
-			r = tmpl_cc_body_line(cc, l, qp);
+			r = tmpl_cc_body_line(cc, l, &mode);
 			continue;
 		}
 		/* Leave nested multiparts that this boundary closes. */
@@ -1021,21 +1088,24 @@ tmpl_cc_body(struct tmpl_cc *cc, const struct tmpl_line *lines,
 		if (l->len >= blen + 4 && l->p[blen + 2] == '-' &&
 		    l->p[blen + 3] == '-') {
 			free(bounds[--nb]);	/* closing delimiter */
-			qp = false;
+			mode.qp = mode.b64 = false;
 			continue;
 		}
 		/* A part: its header, then its body. */
 		{
-			struct tmpl_mime pm = { false, MR_BUF_INIT };
+			struct tmpl_mime pm = { false, false, MR_BUF_INIT };
 
 			i++;
 			r = tmpl_cc_headers(cc, lines, nlines, &i, &pm, false);
 			if (r == 0 && i < nlines)
 				tmpl_cc_text(cc, "\r\n", 2, TMPL_ROLE_PLAIN,
 				    false);
-			qp = pm.qp;
-			if (pm.boundary.len && nb < TMPL_MIME_DEPTH)
+			mode.qp = pm.qp;
+			mode.b64 = pm.b64;
+			if (pm.boundary.len && nb < TMPL_MIME_DEPTH) {
 				bounds[nb++] = xstrdup(pm.boundary.data);
+				tmpl_add_boundary(cc->t, pm.boundary.data);
+			}
 			mr_buf_release(&pm.boundary);
 		}
 	}
@@ -1049,7 +1119,7 @@ tmpl_compile(const char *text, size_t len, const char *const *columns,
     size_t ncolumns, struct mr_buf *err, struct mr_buf *warn)
 {
 	struct tmpl_line *lines = NULL;
-	struct tmpl_mime top = { false, MR_BUF_INIT };
+	struct tmpl_mime top = { false, false, MR_BUF_INIT };
 	struct tmpl_cc cc;
 	size_t nlines, i = 0;
 	struct tmpl *t;
@@ -1057,6 +1127,7 @@ tmpl_compile(const char *text, size_t len, const char *const *columns,
 	t = xcalloc(1, sizeof(*t));
 	t->ncols = ncolumns;
 	t->used = xcalloc(ncolumns ? ncolumns : 1, sizeof(*t->used));
+	t->in_body = xcalloc(ncolumns ? ncolumns : 1, sizeof(*t->in_body));
 	memset(&cc, 0, sizeof(cc));
 	cc.t = t;
 	cc.err = err;
@@ -1136,9 +1207,33 @@ tmpl_free(struct tmpl **tp)
 	free(t->segs);
 	free(t->store);
 	free(t->used);
+	free(t->in_body);
+	for (i = 0; i < t->nbounds; i++)
+		free(t->bounds[i]);
+	free(t->bounds);
 	free(t->from_addr);
 	free(t);
 	*tp = NULL;
+}
+
+int
+tmpl_check_fields(const struct tmpl *t, const struct csv_field *fields,
+    size_t nfields, size_t *col_r)
+{
+	size_t c, b;
+
+	for (c = 0; c < nfields && c < t->ncols; c++) {
+		if (!t->in_body[c])
+			continue;
+		for (b = 0; b < t->nbounds; b++) {
+			if (memmem(fields[c].p, fields[c].len, t->bounds[b],
+			    strlen(t->bounds[b])) != NULL) {
+				*col_r = c;
+				return -1;
+			}
+		}
+	}
+	return 0;
 }
 
 bool
@@ -1181,7 +1276,7 @@ tmpl_scratch_free(struct tmpl_scratch **sp)
 	if (*sp == NULL)
 		return;
 	mr_buf_release(&(*sp)->hdr);
-	mr_buf_release(&(*sp)->val);
+	tmpl_hbufs_release(&(*sp)->hb);
 	free(*sp);
 	*sp = NULL;
 }
@@ -1338,7 +1433,7 @@ tmpl_emit_segs(const struct tmpl *t, struct tmpl_scratch *s,
 		case TMPL_SEG_HEADER:
 			mr_buf_reset(&s->hdr);
 			tmpl_header_build(t, &t->hdrs[g->index], fields,
-			    nfields, &s->hdr, &s->val);
+			    nfields, &s->hdr, &s->hb);
 			tmpl_emit(s, s->hdr.data, s->hdr.len);
 			break;
 		}

@@ -12,6 +12,12 @@
  * to match.  Body lines over 998 octets are broken as Postfix does (a CRLF
  * inserted; headers are folded instead) and reported as a warning.
  *
+ * Values in headers have their CR and LF made spaces (no value can add a
+ * header), and in the top-level header are RFC 2047-encoded when they are
+ * not ASCII; a MIME part's header keeps UTF-8 as it is, since encoded
+ * words may not stand in parameters.  A placeholder in a base64 part is an
+ * error.
+ *
  * Rendering adds large static segments to the evbuffer by reference (no
  * copy; the template must outlive the buffers) and copies only the bytes
  * that differ per recipient.  Rendering never fails: values were validated
@@ -56,6 +62,15 @@ struct tmpl *tmpl_compile(const char *text, size_t len,
     const char *const *columns, size_t ncolumns, struct mr_buf *err,
     struct mr_buf *warn);
 void tmpl_free(struct tmpl **tp);
+
+/*
+ * tmpl_check_fields - can these fields be rendered without breaking the
+ * message's MIME structure?  A value placed in the body of a multipart
+ * template must not hold one of its boundaries (it would end a part
+ * early).  Returns 0, or -1 with *col_r the offending column.
+ */
+int tmpl_check_fields(const struct tmpl *t, const struct csv_field *fields,
+    size_t nfields, size_t *col_r);
 
 /* tmpl_uses_column - does any placeholder refer to column i? */
 bool tmpl_uses_column(const struct tmpl *t, size_t col);

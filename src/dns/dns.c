@@ -385,13 +385,22 @@ dns_once_init(void)
 
 /*
  * dns_norm - domain lower-cased, without a final dot, into out; -1 unless it
- * is a host name: labels of 1 to 63 letters, digits, '-' or '_' (the
- * address parser has already turned international names into A-labels).
+ * is a host name (labels of 1 to 63 letters, digits, '-' or '_'; the list
+ * loader refuses non-ASCII addresses) or an address literal in brackets.
  */
 static int
 dns_norm(const char *domain, char *out, size_t outsize)
 {
 	size_t len = strlen(domain), i, label = 0;
+
+	if (domain[0] == '[') {
+		/* An address literal (RFC 5321 4.1.3): checked when used. */
+		if (len < 3 || len >= outsize || domain[len - 1] != ']')
+			return -1;
+		for (i = 0; i <= len; i++)
+			out[i] = (char)tolower((unsigned char)domain[i]);
+		return 0;
+	}
 
 	if (len > 1 && domain[len - 1] == '.')
 		len--;
@@ -752,6 +761,65 @@ dns_result_unref(const struct dns_result **resp)
 		dns_result_free(r);
 }
 
+/*
+ * dns_addr_literal - where mail for an address-literal domain goes: that
+ * address, at smtp.port (RFC 5321 5.1).  key is lower-cased: "[1.2.3.4]"
+ * or "[ipv6:...]".  Returns a new result (the caller's reference).
+ */
+static struct dns_result *
+dns_addr_literal(struct dns *d, const char *key)
+{
+	struct dns_result *res;
+	struct dns_addr *a;
+	struct mr_buf b = MR_BUF_INIT;
+	char host[64];
+	size_t n = strlen(key) - 2;
+	bool v6 = n > 5 && strncmp(key + 1, "ipv6:", 5) == 0;
+	unsigned port = (unsigned)d->cfg->smtp_port;
+
+	if (v6)
+		n -= 5;
+	if (n >= sizeof(host))
+		goto bad;
+	memcpy(host, key + 1 + (v6 ? 5 : 0), n);
+	host[n] = '\0';
+	a = xcalloc(1, sizeof(*a));
+	if (v6) {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&a->ss;
+
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons((uint16_t)port);
+		a->len = sizeof(*sin6);
+		if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1) {
+			free(a);
+			goto bad;
+		}
+	} else {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&a->ss;
+
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons((uint16_t)port);
+		a->len = sizeof(*sin);
+		if (inet_pton(AF_INET, host, &sin->sin_addr) != 1) {
+			free(a);
+			goto bad;
+		}
+	}
+	mr_buf_printf(&b, "address literal %s", key);
+	res = dns_result_new(0, b.data);
+	res->expires_ms = UINT64_MAX;
+	res->nhosts = 1;
+	res->hosts = xcalloc(1, sizeof(*res->hosts));
+	res->hosts[0].name = xstrdup(host);
+	res->hosts[0].port = port;
+	res->hosts[0].naddrs = 1;
+	res->hosts[0].addrs = a;
+	return res;
+bad:
+	mr_buf_printf(&b, "%s is not a valid address literal", key);
+	return dns_result_new(MR_EDNS_NXDOMAIN, b.data);
+}
+
 /* dns_lit_result - the result of a route to an IP literal (borrowed). */
 static const struct dns_result *
 dns_lit_result(struct dns *d, const struct route *r)
@@ -936,6 +1004,11 @@ dns_cached_mail(struct dns *d, const char *domain)
 	if (r != NULL && r->literal)
 		return dns_lit_result(d, r);
 	res = dns_map_get(&d->cache, key);
+	if (res == NULL && r == NULL && key[0] == '[') {
+		/* Kept in the cache, which owns the reference. */
+		res = dns_addr_literal(d, key);
+		dns_map_put(&d->cache, key, (void *)res);
+	}
 	if (res != NULL && res->expires_ms <= mr_clock_ms()) {
 		res = dns_map_del(&d->cache, key);
 		dns_result_unref(&res);
@@ -975,6 +1048,10 @@ dns_lookup_mail(struct dns *d, const char *domain, dns_mail_cb *cb,
 		lit = dns_lit_result(d, r);
 		dns_result_ref(lit);
 		dns_req_ready(d, req, lit);
+		return req->id;
+	}
+	if (r == NULL && key[0] == '[') {
+		dns_req_ready(d, req, dns_addr_literal(d, key));
 		return req->id;
 	}
 	job = dns_map_get(&d->jobs, key);
@@ -1099,8 +1176,7 @@ dns_ares_name(int status)
 	}
 }
 
-/* dns_status_name - a result's status as a log token. */
-static const char *
+const char *
 dns_status_name(int status)
 {
 	switch (status) {

@@ -91,6 +91,12 @@ void dns_cancel(struct dns *d, uint64_t reqid);
 void dns_result_ref(const struct dns_result *res);
 void dns_result_unref(const struct dns_result **resp);
 
+/*
+ * dns_status_name - a result's status as a token: ok, temp, nxdomain,
+ * nullmx, noaddr.
+ */
+const char *dns_status_name(int status);
+
 /* dns_pending - requests in flight (for shutdown and tests). */
 size_t dns_pending(const struct dns *d);
 

@@ -42,7 +42,6 @@ struct resolve_run {
 static void resolve_usage(FILE *fp);
 static void resolve_done(void *arg, uint64_t reqid,
     const struct dns_result *res);
-static const char *resolve_status(int status);
 static void resolve_ttl(struct mr_buf *b, const struct dns_result *res);
 static void resolve_print(FILE *fp, const char *domain,
     const struct dns_result *res);
@@ -84,25 +83,6 @@ resolve_done(void *arg, uint64_t reqid, const struct dns_result *res)
 		event_base_loopexit(slot->run->base, NULL);
 }
 
-static const char *
-resolve_status(int status)
-{
-	switch (status) {
-	case 0:
-		return "ok";
-	case MR_EDNS_TEMP:
-		return "temp";
-	case MR_EDNS_NXDOMAIN:
-		return "nxdomain";
-	case MR_EDNS_NULLMX:
-		return "nullmx";
-	case MR_EDNS_NOADDR:
-		return "noaddr";
-	default:
-		return "error";
-	}
-}
-
 /* resolve_ttl - " ttl=300s", " ttl=1500ms", or " ttl=none" (no expiry). */
 static void
 resolve_ttl(struct mr_buf *b, const struct dns_result *res)
@@ -125,7 +105,7 @@ resolve_print(FILE *fp, const char *domain, const struct dns_result *res)
 
 	if (res->status != 0) {
 		mr_buf_printf(&b, "%s status=%s reason=\"", domain,
-		    resolve_status(res->status));
+		    dns_status_name(res->status));
 		for (p = res->reason; p != NULL && *p != '\0'; p++) {
 			if (*p == '"' || *p == '\\')
 				mr_buf_putc(&b, '\\');
@@ -155,7 +135,7 @@ resolve_print(FILE *fp, const char *domain, const struct dns_result *res)
 		}
 		if (h->status != 0)
 			mr_buf_printf(&b, " status=%s",
-			    resolve_status(h->status));
+			    dns_status_name(h->status));
 		if (res->status == 0)
 			resolve_ttl(&b, res);
 		if (res->routed)
@@ -172,8 +152,7 @@ resolve_cmd(int argc, char **argv)
 {
 	enum { OPT_RESOLVER = 256, OPT_ROUTE };
 	static const struct option longopts[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ "set", required_argument, NULL, 'o' },
+		CONF_CLI_LONGOPTS,
 		{ "resolver", required_argument, NULL, OPT_RESOLVER },
 		{ "route", required_argument, NULL, OPT_ROUTE },
 		{ "help", no_argument, NULL, 'h' },
@@ -186,23 +165,18 @@ resolve_cmd(int argc, char **argv)
 	struct mr_config cfg;
 	struct dns *d;
 	size_t i;
-	int c, ex;
+	int c, ex, r;
 
 	optind = 1;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "c:o:h", longopts, NULL)) != -1) {
+		if ((r = conf_cli_option(&cl, c, optarg, "resolve")) != 0) {
+			if (r > 0)
+				continue;
+			conf_cli_release(&cl);
+			return EX_USAGE;
+		}
 		switch (c) {
-		case 'c':
-			cl.config_path = optarg;
-			break;
-		case 'o':
-			if (conf_cli_set_kv(&cl, optarg) != 0) {
-				fprintf(stderr, "mailroom resolve: -o wants "
-				    "section.key=value, not \"%s\"\n", optarg);
-				conf_cli_release(&cl);
-				return EX_USAGE;
-			}
-			break;
 		case OPT_RESOLVER:
 			conf_cli_set(&cl, "dns.resolver", optarg);
 			break;

@@ -20,6 +20,7 @@
 
 #include "core/mr_err.h"
 #include "core/mr_log.h"
+#include "core/mr_sockaddr.h"
 #include "core/xalloc.h"
 #include "net/conn.h"
 
@@ -30,36 +31,20 @@ struct net_conn {
 	void				*arg;
 	char				 peer[64];
 	size_t				 line_consume;	/* line + EOL */
+	struct event			*fail_ev;	/* connect(2) failed at
+							 * once: report it */
+	int				 connect_err;
 	bool				 connecting;
 	bool				 handshaking;
 	bool				 tls;
-	bool				 want_drained;
 	unsigned			 write_timeout_ms;
 	char				 tls_desc[96];
 };
 
 static void net_conn_read_cb(struct bufferevent *bev, void *arg);
-static void net_conn_write_cb(struct bufferevent *bev, void *arg);
 static void net_conn_event_cb(struct bufferevent *bev, short what,
     void *arg);
-
-static void
-net_conn_format_peer(const struct sockaddr *sa, char *out, size_t size)
-{
-	char host[INET6_ADDRSTRLEN];
-
-	if (sa->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *s6 = (const void *)sa;
-
-		inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
-		snprintf(out, size, "[%s]:%u", host, ntohs(s6->sin6_port));
-	} else {
-		const struct sockaddr_in *s4 = (const void *)sa;
-
-		inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
-		snprintf(out, size, "%s:%u", host, ntohs(s4->sin_port));
-	}
-}
+static void net_conn_fail_cb(evutil_socket_t fd, short what, void *arg);
 
 static void
 net_conn_set_timeouts(struct net_conn *c)
@@ -83,7 +68,7 @@ net_conn_connect(struct event_base *base, const struct sockaddr *sa,
 	c->base = base;
 	c->cbs = cbs;
 	c->arg = arg;
-	net_conn_format_peer(sa, c->peer, sizeof(c->peer));
+	mr_sockaddr_format(sa, c->peer, sizeof(c->peer));
 	snprintf(c->tls_desc, sizeof(c->tls_desc), "none");
 	fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
 	    0);
@@ -102,15 +87,23 @@ net_conn_connect(struct event_base *base, const struct sockaddr *sa,
 		*err_r = -ENOMEM;
 		return NULL;
 	}
-	bufferevent_setcb(c->bev, net_conn_read_cb, net_conn_write_cb,
-	    net_conn_event_cb, c);
+	bufferevent_setcb(c->bev, net_conn_read_cb, NULL, net_conn_event_cb,
+	    c);
 	c->write_timeout_ms = timeout_ms;
 	net_conn_set_timeouts(c);
 	c->connecting = true;
-	if (bufferevent_socket_connect(c->bev, sa, (int)salen) != 0) {
-		/* libevent reports a synchronous failure through the event
-		 * callback as well, after this returns; keep going. */
+	/*
+	 * connect(2) here rather than in libevent, which loses the errno of
+	 * a connect that fails at once (ENETUNREACH, EADDRNOTAVAIL): that
+	 * failure is reported from the loop, never from inside this call.
+	 */
+	if (connect(fd, sa, salen) != 0 && errno != EINPROGRESS) {
+		c->connect_err = errno;
+		c->fail_ev = event_new(base, -1, 0, net_conn_fail_cb, c);
+		event_active(c->fail_ev, EV_TIMEOUT, 1);
+		return c;
 	}
+	bufferevent_socket_connect(c->bev, NULL, 0);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	return c;
 }
@@ -124,6 +117,8 @@ net_conn_free(struct net_conn **cp)
 		return;
 	if (c->bev)
 		bufferevent_free(c->bev);
+	if (c->fail_ev)
+		event_free(c->fail_ev);
 	free(c);
 	*cp = NULL;
 }
@@ -184,23 +179,11 @@ net_conn_output(struct net_conn *c)
 	return bufferevent_get_output(c->bev);
 }
 
-size_t
-net_conn_output_len(const struct net_conn *c)
-{
-	return evbuffer_get_length(bufferevent_get_output(c->bev));
-}
-
 void
 net_conn_write_timeout(struct net_conn *c, unsigned ms)
 {
 	c->write_timeout_ms = ms;
 	net_conn_set_timeouts(c);
-}
-
-void
-net_conn_want_drained(struct net_conn *c, bool on)
-{
-	c->want_drained = on;
 }
 
 static void
@@ -213,15 +196,16 @@ net_conn_read_cb(struct bufferevent *bev, void *arg)
 }
 
 static void
-net_conn_write_cb(struct bufferevent *bev, void *arg)
+net_conn_fail_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct net_conn *c = arg;
+	char msg[256];
 
-	(void)bev;
-	if (c->want_drained && c->cbs->drained) {
-		c->want_drained = false;
-		c->cbs->drained(c, c->arg);
-	}
+	(void)fd;
+	(void)what;
+	snprintf(msg, sizeof(msg), "connect to %s: %s", c->peer,
+	    strerror(c->connect_err));
+	c->cbs->failed(c, c->arg, -c->connect_err, msg);
 }
 
 static void
@@ -324,9 +308,19 @@ net_conn_starttls(struct net_conn *c, SSL_CTX *ctx, const char *servername,
 	if (ssl == NULL)
 		return MR_ETLS;
 	if (servername && *servername) {
-		SSL_set_tlsext_host_name(ssl, servername);
-		if (verify)
-			SSL_set1_host(ssl, servername);
+		struct in6_addr ip;
+
+		/* SNI names hosts, never addresses (RFC 6066 3). */
+		if (inet_pton(AF_INET, servername, &ip) == 1 ||
+		    inet_pton(AF_INET6, servername, &ip) == 1) {
+			if (verify)
+				X509_VERIFY_PARAM_set1_ip_asc(
+				    SSL_get0_param(ssl), servername);
+		} else {
+			SSL_set_tlsext_host_name(ssl, servername);
+			if (verify)
+				SSL_set1_host(ssl, servername);
+		}
 	}
 	tls = bufferevent_openssl_filter_new(c->base, c->bev, ssl,
 	    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
@@ -339,8 +333,8 @@ net_conn_starttls(struct net_conn *c, SSL_CTX *ctx, const char *servername,
 	bufferevent_openssl_set_allow_dirty_shutdown(tls, 1);
 	c->bev = tls;
 	c->handshaking = true;
-	bufferevent_setcb(c->bev, net_conn_read_cb, net_conn_write_cb,
-	    net_conn_event_cb, c);
+	bufferevent_setcb(c->bev, net_conn_read_cb, NULL, net_conn_event_cb,
+	    c);
 	net_conn_set_timeouts(c);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	return 0;

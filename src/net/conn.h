@@ -36,8 +36,6 @@ enum net_line {
 struct net_conn_cbs {
 	void	(*connected)(struct net_conn *c, void *arg);
 	void	(*readable)(struct net_conn *c, void *arg);
-	/* drained: the output buffer was written out completely. */
-	void	(*drained)(struct net_conn *c, void *arg);
 	void	(*tls_done)(struct net_conn *c, void *arg);
 	/*
 	 * failed: err is a negative code (-errno, MR_ETIMEOUT, MR_ECLOSED,
@@ -50,7 +48,8 @@ struct net_conn_cbs {
 /*
  * net_conn_connect - start connecting to sa within timeout_ms.  cbs is
  * borrowed for the connection's life; arg is passed back.  Returns NULL
- * and *err_r when the socket cannot even be created.
+ * and *err_r when the socket cannot even be created (EMFILE); any later
+ * failure, even of connect(2) itself, comes through `failed`.
  */
 struct net_conn *net_conn_connect(struct event_base *base,
     const struct sockaddr *sa, socklen_t salen, unsigned timeout_ms,
@@ -72,11 +71,8 @@ size_t net_conn_input_len(const struct net_conn *c);
 
 /* net_conn_output - append here to send; written as the socket allows. */
 struct evbuffer *net_conn_output(struct net_conn *c);
-size_t net_conn_output_len(const struct net_conn *c);
 /* net_conn_write_timeout - longest stall of a pending write. */
 void net_conn_write_timeout(struct net_conn *c, unsigned ms);
-/* net_conn_want_drained - call `drained` once the output is empty. */
-void net_conn_want_drained(struct net_conn *c, bool on);
 
 /*
  * net_tls_client_ctx - a client context: verify the peer's chain against

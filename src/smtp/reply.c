@@ -7,6 +7,7 @@
 #include <strings.h>
 
 #include "core/mr_log.h"
+#include "core/mr_utf8.h"
 #include "smtp/reply.h"
 
 void
@@ -109,11 +110,24 @@ smtp_reply_class(const struct smtp_reply *r)
 	return r->code / 100;
 }
 
+/* smtp_reply_utf8_len - the length of a sequence led by c, or 0. */
+static size_t
+smtp_reply_utf8_len(unsigned char c)
+{
+	if (c >= 0xc2 && c <= 0xdf)
+		return 2;
+	if (c >= 0xe0 && c <= 0xef)
+		return 3;
+	if (c >= 0xf0 && c <= 0xf4)
+		return 4;
+	return 0;
+}
+
 void
 smtp_reply_oneline(const struct smtp_reply *r, struct mr_buf *out,
     size_t max)
 {
-	size_t i;
+	size_t i, n;
 	char c;
 
 	mr_buf_reset(out);
@@ -123,12 +137,25 @@ smtp_reply_oneline(const struct smtp_reply *r, struct mr_buf *out,
 			return;
 		}
 		c = r->text.data[i];
-		if (c == '\n')
+		if (c == '\n') {
 			mr_buf_puts(out, " / ");
-		else if ((unsigned char)c < ' ' || c == 0x7f)
+		} else if ((unsigned char)c < ' ' || c == 0x7f) {
 			mr_buf_putc(out, ' ');
-		else
+		} else if ((unsigned char)c < 0x80) {
 			mr_buf_putc(out, c);
+		} else {
+			/* Servers send any bytes: keep whole UTF-8
+			 * characters, make the rest '?', so that what we
+			 * write (JSON, logs) is valid UTF-8. */
+			n = smtp_reply_utf8_len((unsigned char)c);
+			if (n > 0 && i + n <= r->text.len &&
+			    mr_utf8_valid(r->text.data + i, n, NULL)) {
+				mr_buf_append(out, r->text.data + i, n);
+				i += n - 1;
+			} else {
+				mr_buf_putc(out, '?');
+			}
+		}
 	}
 }
 

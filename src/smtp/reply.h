@@ -57,7 +57,8 @@ enum smtp_reply_status smtp_reply_feed(struct smtp_reply *r, const char *line,
 int smtp_reply_class(const struct smtp_reply *r);
 /*
  * smtp_reply_oneline - the text as one line: lines joined with " / ", at
- * most max bytes (cut with "..."), written to out (reset first).
+ * most max bytes (cut with "..."), written to out (reset first).  Control
+ * characters become spaces and bytes that are not UTF-8 become '?'.
  */
 void smtp_reply_oneline(const struct smtp_reply *r, struct mr_buf *out,
     size_t max);

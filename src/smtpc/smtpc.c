@@ -88,6 +88,9 @@ struct smtpc {
 	size_t			 ninflight;
 
 	struct mr_buf		 text;		/* scratch: one-line replies */
+	struct evbuffer		*out;		/* commands not yet handed to
+						 * the connection (coalesced:
+						 * one TLS record a round) */
 	char			 peer[64];
 };
 
@@ -101,6 +104,7 @@ static void smtpc_end(struct smtpc *s, int err, const struct smtp_reply *r,
     const char *esc, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 static void smtpc_maybe_ready(struct smtpc *s);
+static void smtpc_flush(struct smtpc *s);
 static void smtpc_connected(struct net_conn *c, void *arg);
 
 static const char *
@@ -132,7 +136,7 @@ smtpc_write(struct smtpc *s, const char *fmt, ...)
 static void
 smtpc_write(struct smtpc *s, const char *fmt, ...)
 {
-	struct evbuffer *out = net_conn_output(s->conn);
+	struct evbuffer *out = s->out;
 	va_list ap;
 
 	va_start(ap, fmt);
@@ -149,6 +153,14 @@ smtpc_write(struct smtpc *s, const char *fmt, ...)
 	evbuffer_add_vprintf(out, fmt, ap);
 	va_end(ap);
 	evbuffer_add(out, "\r\n", 2);
+}
+
+/* smtpc_flush - hand what was written this round to the connection. */
+static void
+smtpc_flush(struct smtpc *s)
+{
+	if (evbuffer_get_length(s->out) > 0)
+		evbuffer_add_buffer(net_conn_output(s->conn), s->out);
 }
 
 static void
@@ -261,10 +273,18 @@ smtpc_timer_cb(evutil_socket_t fd, short what, void *arg)
 	if (s->state == SMTPC_READY && s->n == 0) {
 		/* Idle for smtp.idle_timeout: leave politely. */
 		smtpc_quit_now(s);
+		smtpc_flush(s);
 		return;
 	}
 	if (s->state == SMTPC_QUIT) {
 		smtpc_end(s, 0, NULL, NULL, "QUIT timed out");
+		return;
+	}
+	if (s->state == SMTPC_TLS) {
+		/* A stalled handshake is a TLS failure: with policy may the
+		 * owner tries again in plain text. */
+		smtpc_end(s, MR_ETLS, NULL, "4.7.5", "TLS handshake with %s "
+		    "timed out", s->peer);
 		return;
 	}
 	smtpc_end(s, MR_ETIMEOUT, NULL,
@@ -276,14 +296,13 @@ smtpc_timer_cb(evutil_socket_t fd, short what, void *arg)
 /* smtpc_set_result - a recipient's result, unless it has one already. */
 static void
 smtpc_set_result(struct smtpc_txn *txn, size_t i, const struct smtp_reply *r,
-    uint8_t stage, int cls, uint16_t code, const char *esc, const char *text)
+    int cls, uint16_t code, const char *esc, const char *text)
 {
 	struct smtpc_result *res = &txn->res[i];
 
 	if (res->cls != 0)
 		return;
 	res->cls = (uint8_t)cls;
-	res->stage = stage;
 	res->code = code;
 	snprintf(res->esc, sizeof(res->esc), "%s", esc ? esc : "");
 	if (r != NULL && r->esc[0] == '\0' && esc == NULL) {
@@ -297,10 +316,10 @@ smtpc_set_result(struct smtpc_txn *txn, size_t i, const struct smtp_reply *r,
 
 static void
 smtpc_set_reply(struct smtpc *s, struct smtpc_txn *txn, size_t i,
-    const struct smtp_reply *r, uint8_t stage)
+    const struct smtp_reply *r)
 {
 	smtp_reply_oneline(r, &s->text, 1024);
-	smtpc_set_result(txn, i, r, stage, smtp_reply_class(r),
+	smtpc_set_result(txn, i, r, smtp_reply_class(r),
 	    (uint16_t)r->code, r->esc[0] ? r->esc : NULL,
 	    mr_buf_cstr(&s->text));
 }
@@ -343,6 +362,7 @@ static void
 smtpc_end(struct smtpc *s, int err, const struct smtp_reply *r,
     const char *esc, const char *fmt, ...)
 {
+	enum smtpc_state was = s->state;
 	struct smtpc_end end;
 	struct smtpc_txn *txn;
 	char why[512];
@@ -352,22 +372,18 @@ smtpc_end(struct smtpc *s, int err, const struct smtp_reply *r,
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
-	evtimer_del(s->timer);
-	s->state = SMTPC_DONE;
+	smtpc_enter_state(s, SMTPC_DONE);
 	s->n = 0;
 	s->cmd_txn = NULL;
 	while (s->ninflight > 0) {
 		txn = s->inflight[--s->ninflight];
 		for (i = 0; i < txn->nrcpts; i++) {
 			if (r != NULL && smtp_reply_class(r) >= 4)
-				smtpc_set_result(txn, i, r,
-				    txn->body_sent ? SMTPC_STAGE_DOT :
-				    SMTPC_STAGE_CONNECT, 4, (uint16_t)r->code,
-				    r->esc[0] ? r->esc : "4.4.2", why);
+				smtpc_set_result(txn, i, r, 4,
+				    (uint16_t)r->code, r->esc[0] ? r->esc :
+				    "4.4.2", why);
 			else
-				smtpc_set_result(txn, i, NULL,
-				    txn->body_sent ? SMTPC_STAGE_DOT :
-				    SMTPC_STAGE_CONNECT, 4, 0,
+				smtpc_set_result(txn, i, NULL, 4, 0,
 				    esc ? esc : "4.4.2", why);
 		}
 		s->ops->done(s, s->arg, txn);
@@ -385,7 +401,7 @@ smtpc_end(struct smtpc *s, int err, const struct smtp_reply *r,
 	}
 	if (err != 0 || r != NULL)
 		mr_log_info("smtpc", "peer=%s event=end state=%s reason=%s",
-		    s->peer, smtpc_strstate(s->state), mr_q(why, (size_t)-1));
+		    s->peer, smtpc_strstate(was), mr_q(why, (size_t)-1));
 	s->ops->closed(s, s->arg, &end);
 }
 
@@ -459,9 +475,6 @@ smtpc_send(struct smtpc *s, struct smtpc_txn *txn)
 	txn->accepted = 0;
 	txn->mail_failed = false;
 	txn->body_sent = false;
-	snprintf(txn->peer, sizeof(txn->peer), "%s", s->peer);
-	snprintf(txn->tls, sizeof(txn->tls), "%s",
-	    net_conn_tls_desc(s->conn));
 	s->inflight[s->ninflight++] = txn;
 	s->cmd_txn = txn;
 	params[0] = '\0';
@@ -481,8 +494,12 @@ smtpc_send(struct smtpc *s, struct smtpc_txn *txn)
 		smtpc_write(s, "DATA");
 		smtpc_expect(s, SMTPC_EXP_DATA, txn, 0);
 	}
-	if (s->n == 1 || !s->in_ready)
+	if (!s->in_ready) {
+		/* Called from outside a reply round: nothing else will flush
+		 * or re-arm for us. */
+		smtpc_flush(s);
 		smtpc_arm(s);
+	}
 	return 0;
 }
 
@@ -490,21 +507,57 @@ void
 smtpc_quit(struct smtpc *s)
 {
 	s->quit_wanted = true;
-	if (s->state == SMTPC_READY && s->n == 0 && s->cmd_txn == NULL)
+	if (s->state == SMTPC_READY && s->n == 0 && s->cmd_txn == NULL &&
+	    !s->in_ready) {
 		smtpc_quit_now(s);
+		smtpc_flush(s);
+	}
 }
 
-/* smtpc_on_txn_reply - a reply in READY, matched with what it answers. */
-static void
+/*
+ * smtpc_reply_fits - is r a reply that the command it answers may get?
+ * Anything else (a 2xx to DATA, a 3xx to MAIL, RCPT or the final dot) is
+ * a protocol error: taking it for a success could report mail delivered
+ * that was never sent.
+ */
+static bool
+smtpc_reply_fits(uint8_t kind, const struct smtp_reply *r)
+{
+	int cls = smtp_reply_class(r);
+
+	if (kind == SMTPC_EXP_DATA)
+		return r->code == 354 || cls == 4 || cls == 5;
+	return cls == 2 || cls == 4 || cls == 5;
+}
+
+/*
+ * smtpc_on_txn_reply - a reply in READY, matched with what it answers.
+ * Returns false when the session has ended.
+ */
+static bool
 smtpc_on_txn_reply(struct smtpc *s, const struct smtp_reply *r)
 {
 	struct smtpc_exp e = s->fifo[s->head];
 	struct smtpc_txn *txn = e.txn;
-	struct evbuffer *out;
 	int cls = smtp_reply_class(r);
 	bool pipe = smtpc_pipelining(s);
 	size_t i;
 
+	if (!smtpc_reply_fits(e.kind, r)) {
+		smtp_reply_oneline(r, &s->text, 1024);
+		smtpc_end(s, MR_EPROTO, NULL, "4.5.0", "%s answered %s with "
+		    "%d %s, which breaks the protocol", s->peer,
+		    smtpc_waiting_for(s), r->code, mr_buf_cstr(&s->text));
+		return false;
+	}
+	if (r->code == 421) {
+		/* The server is closing the channel (RFC 5321 3.8): what is
+		 * pending is tried again later. */
+		smtp_reply_oneline(r, &s->text, 1024);
+		smtpc_end(s, MR_EPROTO, r, NULL, "%s closes the session: %d "
+		    "%s", s->peer, r->code, mr_buf_cstr(&s->text));
+		return false;
+	}
 	s->head = (s->head + 1) % s->cap;
 	s->n--;
 	switch (e.kind) {
@@ -512,8 +565,7 @@ smtpc_on_txn_reply(struct smtpc *s, const struct smtp_reply *r)
 		if (cls != 2) {
 			txn->mail_failed = true;
 			for (i = 0; i < txn->nrcpts; i++)
-				smtpc_set_reply(s, txn, i, r,
-				    SMTPC_STAGE_MAIL);
+				smtpc_set_reply(s, txn, i, r);
 			if (!pipe)
 				smtpc_finish_txn(s, txn, false);
 			break;
@@ -529,8 +581,7 @@ smtpc_on_txn_reply(struct smtpc *s, const struct smtp_reply *r)
 			if (cls == 2)
 				txn->accepted++;
 			else
-				smtpc_set_reply(s, txn, e.rcpt, r,
-				    SMTPC_STAGE_RCPT);
+				smtpc_set_reply(s, txn, e.rcpt, r);
 		}
 		if (pipe)
 			break;
@@ -550,19 +601,17 @@ smtpc_on_txn_reply(struct smtpc *s, const struct smtp_reply *r)
 		if (r->code != 354) {
 			if (!txn->mail_failed)
 				for (i = 0; i < txn->nrcpts; i++)
-					smtpc_set_reply(s, txn, i, r,
-					    SMTPC_STAGE_DATA);
+					smtpc_set_reply(s, txn, i, r);
 			smtpc_finish_txn(s, txn, !txn->mail_failed);
 			break;
 		}
-		out = net_conn_output(s->conn);
 		if (txn->accepted > 0 && !txn->mail_failed) {
-			evbuffer_add_buffer(out, txn->body);
+			evbuffer_add_buffer(s->out, txn->body);
 			txn->body_sent = true;
 		}
 		/* With no recipient left the server should not have said
 		 * 354; end the empty message all the same. */
-		evbuffer_add(out, ".\r\n", 3);
+		evbuffer_add(s->out, ".\r\n", 3);
 		MR_TRACE(MR_TRACE_SMTP, "smtpc", "peer=%s > (message, %zu "
 		    "bytes) .", s->peer, txn->size);
 		smtpc_expect(s, SMTPC_EXP_DOT, txn, 0);
@@ -571,17 +620,43 @@ smtpc_on_txn_reply(struct smtpc *s, const struct smtp_reply *r)
 	case SMTPC_EXP_DOT:
 		if (txn->body_sent)
 			for (i = 0; i < txn->nrcpts; i++)
-				smtpc_set_reply(s, txn, i, r,
-				    SMTPC_STAGE_DOT);
+				smtpc_set_reply(s, txn, i, r);
 		smtpc_finish_txn(s, txn, false);
 		break;
 	case SMTPC_EXP_RSET:
-		if (cls != 2) {
-			smtpc_quit(s);
+		if (cls != 2)
 			s->quit_wanted = true;
-		}
 		break;
 	}
+	return true;
+}
+
+/*
+ * smtpc_after_hello - the server greeted our EHLO or HELO: STARTTLS when
+ * the policy wants it and the server offers it, else ready (or the end,
+ * when TLS is required and not to be had).  Returns false when the
+ * session has ended.
+ */
+static bool
+smtpc_after_hello(struct smtpc *s)
+{
+	int policy = s->cfg->smtp_tls_policy;
+
+	if (!net_conn_is_tls(s->conn) && policy != CONF_TLS_NONE &&
+	    s->tls_ctx != NULL && !s->no_tls &&
+	    (s->caps & SMTP_CAP_STARTTLS)) {
+		smtpc_write(s, "STARTTLS");
+		smtpc_enter_state(s, SMTPC_STARTTLS);
+		return true;
+	}
+	if (policy >= CONF_TLS_ENCRYPT && !net_conn_is_tls(s->conn)) {
+		smtpc_end(s, MR_ETLS, NULL, "4.7.5", "TLS is required "
+		    "(smtp.tls_policy) but %s does not offer STARTTLS",
+		    s->peer);
+		return false;
+	}
+	smtpc_enter_ready(s);
+	return s->state != SMTPC_DONE;
 }
 
 /*
@@ -611,45 +686,30 @@ smtpc_on_reply(struct smtpc *s, const struct smtp_reply *r)
 		smtpc_send_ehlo(s);
 		return true;
 	case SMTPC_EHLO:
+		if (cls == 2) {
+			s->caps = smtp_ehlo_caps(r, &s->size_limit);
+			return smtpc_after_hello(s);
+		}
+		if (cls == 5) {
+			/* An old server: RFC 5321 4.1.4 lets us try HELO. */
+			smtpc_write(s, "HELO %s", s->helo);
+			smtpc_enter_state(s, SMTPC_HELO);
+			return true;
+		}
+		smtp_reply_oneline(r, &s->text, 1024);
+		smtpc_end(s, MR_EPROTO, r, NULL, "%s refused EHLO: %d %s",
+		    s->peer, r->code, mr_buf_cstr(&s->text));
+		return false;
+	case SMTPC_HELO:
 		if (cls != 2) {
-			if (cls == 5) {
-				smtpc_write(s, "HELO %s", s->helo);
-				smtpc_enter_state(s, SMTPC_HELO);
-				return true;
-			}
 			smtp_reply_oneline(r, &s->text, 1024);
-			smtpc_end(s, MR_EPROTO, r, NULL, "%s refused EHLO: %d %s",
+			smtpc_end(s, MR_EPROTO, r, NULL, "%s refused HELO: %d %s",
 			    s->peer, r->code, mr_buf_cstr(&s->text));
 			return false;
 		}
-		s->caps = smtp_ehlo_caps(r, &s->size_limit);
-		if (!net_conn_is_tls(s->conn) && policy != CONF_TLS_NONE &&
-		    s->tls_ctx != NULL && !s->no_tls &&
-		    (s->caps & SMTP_CAP_STARTTLS)) {
-			smtpc_write(s, "STARTTLS");
-			smtpc_enter_state(s, SMTPC_STARTTLS);
-			return true;
-		}
-		/* FALLTHROUGH */
-	case SMTPC_HELO:
-		if (s->state == SMTPC_HELO) {
-			if (cls != 2) {
-				smtp_reply_oneline(r, &s->text, 1024);
-				smtpc_end(s, MR_EPROTO, r, NULL, "%s refused "
-				    "HELO: %d %s", s->peer, r->code,
-				    mr_buf_cstr(&s->text));
-				return false;
-			}
-			s->caps = 0;
-		}
-		if (policy >= CONF_TLS_ENCRYPT && !net_conn_is_tls(s->conn)) {
-			smtpc_end(s, MR_ETLS, NULL, "4.7.5", "TLS is required "
-			    "(smtp.tls_policy) but %s does not offer STARTTLS",
-			    s->peer);
-			return false;
-		}
-		smtpc_enter_ready(s);
-		return s->state != SMTPC_DONE;
+		s->caps = 0;
+		s->size_limit = 0;
+		return smtpc_after_hello(s);
 	case SMTPC_STARTTLS:
 		if (r->code != 220) {
 			if (policy >= CONF_TLS_ENCRYPT) {
@@ -678,8 +738,7 @@ smtpc_on_reply(struct smtpc *s, const struct smtp_reply *r)
 			    "%d %s", s->peer, r->code, mr_buf_cstr(&s->text));
 			return false;
 		}
-		smtpc_on_txn_reply(s, r);
-		if (s->state == SMTPC_DONE)
+		if (!smtpc_on_txn_reply(s, r))
 			return false;
 		if (s->state == SMTPC_READY) {
 			smtpc_maybe_ready(s);
@@ -711,6 +770,7 @@ smtpc_readable(struct net_conn *c, void *arg)
 		switch (net_conn_line(s->conn,
 		    (size_t)s->cfg->smtp_reply_line_max, &line, &len)) {
 		case NET_LINE_AGAIN:
+			smtpc_flush(s);
 			return;
 		case NET_LINE_TOO_LONG:
 			smtpc_end(s, MR_EPROTO, NULL, NULL, "%s sent a reply "
@@ -759,6 +819,7 @@ smtpc_tls_done(struct net_conn *c, void *arg)
 	mr_log_debug("smtpc", "peer=%s event=tls %s", s->peer,
 	    net_conn_tls_desc(c));
 	smtpc_send_ehlo(s);
+	smtpc_flush(s);
 }
 
 static void
@@ -784,7 +845,6 @@ smtpc_failed(struct net_conn *c, void *arg, int err, const char *what)
 static const struct net_conn_cbs smtpc_conn_cbs = {
 	.connected = smtpc_connected,
 	.readable = smtpc_readable,
-	.drained = NULL,
 	.tls_done = smtpc_tls_done,
 	.failed = smtpc_failed,
 };
@@ -805,6 +865,7 @@ smtpc_new(struct event_base *base, const struct smtpc_params *p,
 	s->arg = arg;
 	s->state = SMTPC_CONNECTING;
 	smtp_reply_init(&s->reply);
+	s->out = evbuffer_new();
 	s->timer = evtimer_new(base, smtpc_timer_cb, s);
 	s->conn = net_conn_connect(base, p->addr, p->addrlen,
 	    (unsigned)p->cfg->smtp_connect_timeout, &smtpc_conn_cbs, s,
@@ -830,6 +891,8 @@ smtpc_free(struct smtpc **sp)
 		event_free(s->timer);
 	smtp_reply_release(&s->reply);
 	mr_buf_release(&s->text);
+	if (s->out)
+		evbuffer_free(s->out);
 	free(s->fifo);
 	free(s->helo);
 	free(s->mx_name);
@@ -837,14 +900,8 @@ smtpc_free(struct smtpc **sp)
 	*sp = NULL;
 }
 
-const char *
-smtpc_peer(const struct smtpc *s)
-{
-	return s->peer;
-}
-
 unsigned long
-smtpc_txns(const struct smtpc *s)
+smtpc_size_limit(const struct smtpc *s)
 {
-	return s->ntxns;
+	return s->size_limit;
 }

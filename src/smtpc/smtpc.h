@@ -19,8 +19,14 @@
  *
  * Errors: results carry an SMTP code (0 when no reply was had), an
  * enhanced status code (the server's, or one made up here: 4.4.1 no
- * answer, 4.4.2 connection lost or timed out, 5.3.4 too big) and a
- * one-line text.
+ * answer, 4.4.2 connection lost or timed out, 4.5.0 a reply that breaks
+ * the protocol, 4.7.5 TLS) and a one-line text.  A 421 at any point ends
+ * the session, and every recipient still pending is tried again later.
+ * Replies of the wrong class (2xx or 3xx to DATA other than 354, 3xx to
+ * MAIL, RCPT or the final dot) are protocol errors, never successes.
+ *
+ * An 8-bit message goes to a server without 8BITMIME as it is (as most
+ * MTAs do); it is not converted.
  */
 #ifndef MR_SMTPC_H
 #define MR_SMTPC_H
@@ -39,19 +45,9 @@ struct event_base;
 struct evbuffer;
 struct smtpc;
 
-/* Where in the conversation a result was decided. */
-enum smtpc_stage {
-	SMTPC_STAGE_CONNECT,	/* before or outside a transaction */
-	SMTPC_STAGE_MAIL,
-	SMTPC_STAGE_RCPT,
-	SMTPC_STAGE_DATA,	/* the reply to DATA */
-	SMTPC_STAGE_DOT,	/* the reply to the final dot */
-};
-
 struct smtpc_result {
 	uint8_t		cls;	/* 2 delivered, 4 try again, 5 refused;
 				 * 0 while pending */
-	uint8_t		stage;	/* enum smtpc_stage */
 	uint16_t	code;	/* SMTP reply code, 0 when none */
 	char		esc[16];
 	uint32_t	text;	/* offset of its text in the txn's texts */
@@ -71,8 +67,6 @@ struct smtpc_txn {
 	struct smtpc_result	*res;		/* nrcpts entries, owner's
 						 * memory, zeroed */
 	struct mr_buf		 texts;		/* NUL-separated reply texts */
-	char			 peer[64];	/* where it was tried */
-	char			 tls[96];
 
 	/* Private to the session. */
 	unsigned		 sent_rcpts;
@@ -133,8 +127,10 @@ bool smtpc_can_send(const struct smtpc *s);
 /* smtpc_quit - QUIT once the transactions in flight are done. */
 void smtpc_quit(struct smtpc *s);
 
-const char *smtpc_peer(const struct smtpc *s);
-/* smtpc_txns - transactions started on this session. */
-unsigned long smtpc_txns(const struct smtpc *s);
+/*
+ * smtpc_size_limit - the SIZE the server announced (RFC 1870), 0 for
+ * none; the owner refuses bigger messages before smtpc_send().
+ */
+unsigned long smtpc_size_limit(const struct smtpc *s);
 
 #endif

@@ -198,6 +198,23 @@ def aio_peer():
 
 
 @pytest.fixture
+def scripted_peer():
+    """Factory: scripted_peer(host="127.0.0.2", port=0, **script)
+    -> peers.ScriptedPeer, started; stopped at teardown."""
+    import peers
+    started = []
+
+    def start(**kw):
+        p = peers.ScriptedPeer(**kw)
+        started.append(p)
+        return p.start()
+
+    yield start
+    for p in started:
+        p.stop()
+
+
+@pytest.fixture
 def tls_cert(tmp_path):
     """Factory: tls_cert(cn="mx.test", dns_names=(), ips=())
     -> (certfile, keyfile), self-signed, made with the openssl CLI."""

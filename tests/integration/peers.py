@@ -12,6 +12,11 @@ teardown by the fixture that started it):
              after the final dot, connection dropped in the middle of DATA,
              slow reply to the final dot, PIPELINING advertised or not,
              STARTTLS with a certificate made by make_cert().
+  ScriptedPeer a raw asyncio SMTP server for what aiosmtpd will not do:
+             any reply to any command (a 250 to DATA, a 421 in the middle
+             of a pipelined group, bytes that are not UTF-8), a limit on
+             concurrent connections (421 beyond it), an announced SIZE, a
+             STARTTLS that answers 220 and then never shakes hands.
 
 Helpers: make_cert() (openssl CLI), common_free_port(), write_list(),
 run_send() and SendResult (run `mailroom send`, parse its summary,
@@ -736,6 +741,184 @@ class AioPeer:
 
 # ------------------------------------------------------------ list files
 
+class ScriptedPeer:
+    """A raw SMTP server in a thread: a well-behaved one by default, and
+    whatever a test scripts for it.
+
+      replies={"DATA": "250 2.0.0 ok"}  the reply to a verb (MAIL, RCPT,
+            DATA, RSET, the final dot as "."), a str, or a list of str used
+            one per command and then the default (a budget)
+      max_concurrent=N  connections beyond N get "421 4.7.0 too many
+            connections" and are closed
+      ehlo=[...]        EHLO keywords (default PIPELINING, 8BITMIME)
+      stall_starttls    answer STARTTLS with 220, then read and say nothing
+
+    Records: .messages (dicts: mail_from, rcpts, data bytes), .counts
+    (connections, refused, mail, rcpt, data, rset, bodies).
+    """
+
+    def __init__(self, host="127.0.0.2", port=0, *, replies=None,
+                 max_concurrent=None, ehlo=("PIPELINING", "8BITMIME"),
+                 stall_starttls=False):
+        self.host, self.port = host, port
+        self.replies = {k: (list(v) if isinstance(v, (list, tuple)) else v)
+                        for k, v in (replies or {}).items()}
+        self.max_concurrent = max_concurrent
+        self.ehlo = list(ehlo)
+        self.stall_starttls = stall_starttls
+        self.messages = []
+        self.counts = {k: 0 for k in ("connections", "refused", "mail",
+                                      "rcpt", "data", "rset", "bodies")}
+        self._open = 0
+        self._lock = threading.Lock()
+        self._loop = self._thread = self._server = None
+
+    @property
+    def address(self):
+        return f"{self.host}:{self.port}"
+
+    def _reply_for(self, verb, default):
+        with self._lock:
+            r = self.replies.get(verb)
+            if isinstance(r, list):
+                return r.pop(0) if r else default
+            return r if r is not None else default
+
+    async def _session(self, reader, writer):
+        with self._lock:
+            self.counts["connections"] += 1
+            self._open += 1
+            over = (self.max_concurrent is not None
+                    and self._open > self.max_concurrent)
+        try:
+            if over:
+                with self._lock:
+                    self.counts["refused"] += 1
+                writer.write(b"421 4.7.0 too many connections\r\n")
+                await writer.drain()
+                return
+            writer.write(b"220 scripted.test ESMTP\r\n")
+            mail_from, rcpts = None, []
+            while True:
+                line = await reader.readline()
+                if not line:
+                    return
+                cmd = line.decode("latin-1").rstrip("\r\n")
+                verb = cmd.split(" ", 1)[0].split(":", 1)[0].upper()
+                if verb == "EHLO":
+                    lines = ["scripted.test"] + self.ehlo
+                    out = "".join(f"250-{x}\r\n" for x in lines[:-1])
+                    writer.write((out + f"250 {lines[-1]}\r\n").encode())
+                elif verb == "HELO":
+                    writer.write(b"250 scripted.test\r\n")
+                elif verb == "STARTTLS" and self.stall_starttls:
+                    writer.write(b"220 2.0.0 go ahead\r\n")
+                    await writer.drain()
+                    while await reader.read(4096):
+                        pass
+                    return
+                elif verb == "MAIL":
+                    with self._lock:
+                        self.counts["mail"] += 1
+                    mail_from, rcpts = cmd, []
+                    writer.write(self._reply_for(
+                        "MAIL", "250 2.1.0 ok").encode("latin-1") + b"\r\n")
+                elif verb == "RCPT":
+                    with self._lock:
+                        self.counts["rcpt"] += 1
+                    r = self._reply_for("RCPT", "250 2.1.5 ok")
+                    if r.startswith("2"):
+                        rcpts.append(cmd.split(":", 1)[1].strip("<> "))
+                    writer.write(r.encode("latin-1") + b"\r\n")
+                elif verb == "DATA":
+                    with self._lock:
+                        self.counts["data"] += 1
+                    r = self._reply_for("DATA", "354 go ahead" if rcpts
+                                        else "554 5.5.1 no valid "
+                                        "recipients")
+                    writer.write(r.encode("latin-1") + b"\r\n")
+                    if r.startswith("354"):
+                        await writer.drain()
+                        data = []
+                        while True:
+                            dl = await reader.readline()
+                            if not dl or dl == b".\r\n":
+                                break
+                            data.append(dl[1:] if dl.startswith(b"..")
+                                        else dl)
+                        if not dl:
+                            return
+                        with self._lock:
+                            self.counts["bodies"] += 1
+                        r = self._reply_for(".", "250 2.0.0 queued")
+                        if r.startswith("2"):
+                            with self._lock:
+                                self.messages.append(
+                                    {"mail_from": mail_from,
+                                     "rcpts": list(rcpts),
+                                     "data": b"".join(data)})
+                        writer.write(r.encode("latin-1") + b"\r\n")
+                        if r.startswith("421"):
+                            await writer.drain()
+                            return
+                elif verb == "RSET":
+                    with self._lock:
+                        self.counts["rset"] += 1
+                    writer.write(b"250 2.0.0 ok\r\n")
+                elif verb == "QUIT":
+                    writer.write(b"221 2.0.0 bye\r\n")
+                    await writer.drain()
+                    return
+                else:
+                    writer.write(b"502 5.5.2 what\r\n")
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            return
+        finally:
+            with self._lock:
+                self._open -= 1
+            writer.close()
+
+    def start(self):
+        self._loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        def run():
+            asyncio.set_event_loop(self._loop)
+            self._server = self._loop.run_until_complete(
+                asyncio.start_server(self._session, self.host, self.port,
+                                     reuse_address=True))
+            self.port = self._server.sockets[0].getsockname()[1]
+            ready.set()
+            self._loop.run_forever()
+            self._loop.close()
+
+        self._thread = threading.Thread(target=run, daemon=True,
+                                        name=f"ScriptedPeer {self.host}")
+        self._thread.start()
+        if not ready.wait(10):
+            raise TimeoutError(f"ScriptedPeer on {self.host} did not start")
+        return self
+
+    def stop(self):
+        if self._thread is None:
+            return
+
+        async def shutdown():
+            self._server.close()
+            tasks = [t for t in asyncio.all_tasks()
+                     if t is not asyncio.current_task()]
+            for t in tasks:
+                t.cancel()
+            if tasks:
+                await asyncio.wait(tasks, timeout=2)
+            self._loop.stop()
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self._loop)
+        self._thread.join(10)
+        self._thread = None
+
+
 def write_list(path, header, rows, *, bom=False, newline="\n",
                encoding="utf-8"):
     """Write a CSV list (RFC 4180 quoting, via the csv module).
@@ -910,7 +1093,10 @@ def run_send(mailroom, workdir, *, template=None, rows=None,
             pathlib.Path(list_path).write_bytes(list_bytes)
         else:
             write_list(list_path, header, rows or [])
-    argv = [mailroom, "send", "--template", str(template_path),
+    # mailroom: the binary, or an argv prefix (e.g. prlimit ... binary).
+    prefix = list(mailroom) if isinstance(mailroom, (list, tuple)) \
+        else [mailroom]
+    argv = prefix + ["send", "--template", str(template_path),
             "--list", str(list_path)]
     all_opts = dict(QUICK_OPTS) if quick else {}
     all_opts.update(opts or {})

@@ -467,6 +467,111 @@ test_no_body(void **state)
 	tmpl_free(&t);
 }
 
+
+static void
+test_long_display_name(void **state)
+{
+	static char ascii[1300], utf8[1300];
+	const char *vals[] = { "a@x.test", ascii, "", "" };
+	struct tmpl *t = compile_ok("From: a@x.test\nTo: {{name}} "
+	    "<{{email}}>\n\nx\n");
+	struct rendered r;
+	size_t i;
+
+	(void)state;
+	/* A name far past the line limit, with and without spaces. */
+	for (i = 0; i < sizeof(ascii) - 1; i++)
+		ascii[i] = i % 50 == 49 ? ' ' : 'n';
+	render(t, vals, TMPL_DOT_STUFF, &r);
+	assert_wire_form(&r);
+	assert_non_null(strstr(r.text, "<a@x.test>\r\n"));
+	free(r.text);
+	memset(ascii, 'm', sizeof(ascii) - 1);
+	render(t, vals, TMPL_DOT_STUFF, &r);
+	assert_wire_form(&r);
+	assert_non_null(strstr(r.text, "<a@x.test>\r\n"));
+	free(r.text);
+	for (i = 0; i + 2 < sizeof(utf8); i += 2)
+		memcpy(utf8 + i, "\xc3\xa9", 2);
+	vals[1] = utf8;
+	render(t, vals, TMPL_DOT_STUFF, &r);
+	assert_wire_form(&r);
+	assert_non_null(strstr(r.text, "<a@x.test>\r\n"));
+	free(r.text);
+	tmpl_free(&t);
+}
+
+static void
+test_part_header_values(void **state)
+{
+	static const char *vals[] = { "a@x.test",
+	    "f.pdf\"\nContent-Type: text/html\nX-Injected: yes\n\n<b>",
+	    "", "" };
+	struct tmpl *t = compile_ok(
+	    "From: a@x.test\n"
+	    "Content-Type: multipart/mixed; boundary=BB\n"
+	    "\n"
+	    "--BB\n"
+	    "Content-Type: text/plain\n"
+	    "Content-Disposition: inline; filename=\"{{name}}\"\n"
+	    "\n"
+	    "body\n"
+	    "--BB--\n");
+	struct rendered r;
+
+	(void)state;
+	render(t, vals, TMPL_DOT_STUFF, &r);
+	/* The value stays on its header line: it adds no header and no
+	 * body. */
+	assert_null(strstr(r.text, "\r\nX-Injected"));
+	assert_null(strstr(r.text, "\r\nContent-Type: text/html"));
+	assert_non_null(strstr(r.text, "\r\nContent-Disposition: inline; "
+	    "filename=\"f.pdf\" Content-Type: text/html X-Injected: yes  "
+	    "<b>\"\r\n\r\nbody\r\n"));
+	assert_wire_form(&r);
+	free(r.text);
+	tmpl_free(&t);
+}
+
+static void
+test_base64_part_placeholder(void **state)
+{
+	struct mr_buf err = MR_BUF_INIT;
+	const char *src = "From: a@x.test\n"
+	    "Content-Type: multipart/mixed; boundary=BB\n\n"
+	    "--BB\nContent-Transfer-Encoding: base64\n\nQUJD{{name}}\n"
+	    "--BB--\n";
+
+	(void)state;
+	assert_null(tmpl_compile(src, strlen(src), cols, NCOLS, &err, NULL));
+	assert_non_null(strstr(mr_buf_cstr(&err), "template line 7: a "
+	    "placeholder in a base64 part"));
+	mr_buf_release(&err);
+}
+
+static void
+test_boundary_in_value(void **state)
+{
+	struct tmpl *t = compile_ok(
+	    "From: a@x.test\nSubject: {{code}}\n"
+	    "Content-Type: multipart/alternative; boundary=\"=_b1\"\n\n"
+	    "--=_b1\n\nHi {{name}}\n--=_b1--\n");
+	struct csv_field f[NCOLS] = {
+		{ "a@x.test", 8 }, { "ok", 2 }, { "--=_b1", 6 }, { "", 0 },
+	};
+	size_t col = 99;
+
+	(void)state;
+	/* In a header the boundary is harmless: no line can start with
+	 * it. */
+	assert_int_equal(tmpl_check_fields(t, f, NCOLS, &col), 0);
+	f[1].p = "x\n--=_b1--\nforged";
+	f[1].len = strlen(f[1].p);
+	assert_int_equal(tmpl_check_fields(t, f, NCOLS, &col), -1);
+	assert_int_equal(col, 1);
+	tmpl_free(&t);
+}
+
 int
 main(void)
 {
@@ -485,6 +590,10 @@ main(void)
 		cmocka_unit_test(test_qp_soft_breaks),
 		cmocka_unit_test(test_mime_headers_added),
 		cmocka_unit_test(test_no_body),
+		cmocka_unit_test(test_long_display_name),
+		cmocka_unit_test(test_part_header_values),
+		cmocka_unit_test(test_base64_part_placeholder),
+		cmocka_unit_test(test_boundary_in_value),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
