@@ -8,8 +8,8 @@ set -eu
 build="gcc meson ninja-build pkg-config libevent-dev libc-ares-dev \
 libssl-dev libinih-dev libxxhash-dev libcmocka-dev"
 demo="postfix python3"
-test="postfix dnsmasq openssl python3-pytest python3-aiosmtpd \
-python3-dnslib clang"
+test="postfix dnsmasq openssl swaks python3-pytest python3-aiosmtpd \
+python3-dnslib"
 
 want="$build"
 for what in "$@"; do
