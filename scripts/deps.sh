@@ -5,9 +5,9 @@
 # Runs as root (apt-get); does nothing when everything is present.
 set -eu
 
-build="gcc meson ninja-build pkg-config libevent-dev libc-ares-dev \
+build="gcc libc6-dev meson ninja-build pkg-config libevent-dev libc-ares-dev \
 libssl-dev libinih-dev libxxhash-dev libcmocka-dev"
-demo="postfix python3"
+demo="postfix"
 test="postfix dnsmasq openssl swaks python3-pytest python3-aiosmtpd \
 python3-dnslib"
 
