@@ -6,7 +6,7 @@
 set -eu
 
 build="gcc libc6-dev meson ninja-build pkg-config libevent-dev libc-ares-dev \
-libssl-dev libinih-dev libxxhash-dev libcmocka-dev"
+libssl-dev libinih-dev libxxhash-dev libcmocka-dev libsqlite3-dev"
 demo="postfix"
 test="postfix dnsmasq openssl swaks python3-pytest python3-aiosmtpd \
 python3-dnslib"

@@ -470,6 +470,18 @@ conf_finish(struct mr_config *cfg, struct mr_buf *err)
 		    cfg->queue_retry_max_interval, cfg->queue_retry_base);
 		return MR_ERANGE_VALUE;
 	}
+	if (cfg->recovery_chunk_size % 64 != 0) {
+		mr_buf_printf(err, "recovery.chunk_size (%lld) is not a "
+		    "multiple of 64", cfg->recovery_chunk_size);
+		return MR_ERANGE_VALUE;
+	}
+	if (*cfg->recovery_journal_dir == '\0') {
+		struct mr_buf b = MR_BUF_INIT;
+
+		mr_buf_printf(&b, "%s.journal", cfg->store_path);
+		free(cfg->recovery_journal_dir);
+		cfg->recovery_journal_dir = b.data;
+	}
 	if (cfg->dns_max_ttl < cfg->dns_min_ttl) {
 		mr_buf_printf(err, "dns.max_ttl is shorter than dns.min_ttl");
 		return MR_ERANGE_VALUE;

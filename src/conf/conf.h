@@ -57,6 +57,20 @@ struct mr_config {
 	long long	 send_max_row_size;
 	long long	 send_max_message_size;
 
+	char		*send_account;
+
+	/* [store] */
+	char		*store_path;
+	long long	 store_busy_timeout;
+	long long	 store_lease_time;
+
+	/* [recovery] */
+	char		*recovery_journal_dir;
+	long long	 recovery_chunk_size;
+	long long	 recovery_segment_size;
+	long long	 recovery_sync_interval;
+	long long	 recovery_snapshot_interval;
+
 	/* [dns] */
 	struct conf_list dns_resolver;
 	struct conf_list dns_route;

@@ -43,6 +43,8 @@ conf_cli_release(struct conf_cli *cl)
 	free(cl->sets);
 	cl->sets = NULL;
 	cl->nsets = 0;
+	free(cl->owned_path);
+	cl->owned_path = NULL;
 }
 
 int

@@ -14,7 +14,9 @@
 #include "conf/conf.h"
 
 struct conf_cli {
-	const char	*config_path;	/* borrowed; NULL: no file */
+	const char	*config_path;	/* NULL: no file; borrowed, or
+					 * owned_path */
+	char		*owned_path;	/* owned */
 	char		**sets;		/* owned "section.key=value" */
 	size_t		 nsets;
 };

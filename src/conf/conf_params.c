@@ -90,6 +90,48 @@ const struct conf_param conf_params[] = {
 	  "Largest rendered message; a recipient whose message would be "
 	  "larger is rejected before sending." },
 
+	{ "send", "account", CONF_STRING, "", 0, 0, NULL, OFF(send_account),
+	  "Sending account whose allowance the campaign counts against "
+	  "(mailroom account); empty means none." },
+
+	/* [store] */
+	{ "store", "path", CONF_STRING, "/var/lib/mailroom/mailroom.db", 0, 0,
+	  NULL, OFF(store_path),
+	  "The SQLite store: campaigns, their progress, accounts and quotas. "
+	  "Made (with its directory) when a campaign is first recorded." },
+	{ "store", "busy_timeout", CONF_DURATION, "5s", 0, 10 * MIN, NULL,
+	  OFF(store_busy_timeout),
+	  "How long to wait for another process's lock on the store before "
+	  "giving up with an error." },
+	{ "store", "lease_time", CONF_DURATION, "30s", 2 * SEC, HOUR, NULL,
+	  OFF(store_lease_time),
+	  "A sender holds its campaign for this long and renews the lease "
+	  "every third of it; a sender that dies frees it when it runs out "
+	  "(at once on the same machine)." },
+
+	/* [recovery] */
+	{ "recovery", "journal_dir", CONF_STRING, "", 0, 0, NULL,
+	  OFF(recovery_journal_dir),
+	  "Directory of the recovery journals; empty means the store's path "
+	  "with .journal appended." },
+	{ "recovery", "chunk_size", CONF_INT, "4096", 64, 1048576, NULL,
+	  OFF(recovery_chunk_size),
+	  "Recipients per list chunk, the unit of progress kept in the "
+	  "store (a multiple of 64)." },
+	{ "recovery", "segment_size", CONF_SIZE, "8M", 64 * KB, 1 * GB, NULL,
+	  OFF(recovery_segment_size),
+	  "Size of a journal segment file, allocated whole when it is made "
+	  "(16 bytes a record, two or three records a recipient)." },
+	{ "recovery", "sync_interval", CONF_DURATION, "100ms", 1, 10 * SEC,
+	  NULL, OFF(recovery_sync_interval),
+	  "Group commit: the journals are made durable (fdatasync) this "
+	  "often.  A power loss can lose at most this much of them; a "
+	  "killed process loses nothing." },
+	{ "recovery", "snapshot_interval", CONF_DURATION, "5s", 100, HOUR,
+	  NULL, OFF(recovery_snapshot_interval),
+	  "Progress is folded from the journals into the store this often, "
+	  "and the folded journal segments removed." },
+
 	/* [dns] */
 	{ "dns", "resolver", CONF_LIST, "", 0, 0, NULL, OFF(dns_resolver),
 	  "Name server as HOST:PORT (repeatable). None means the system's "

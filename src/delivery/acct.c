@@ -2,7 +2,9 @@
  * acct.c - format and append accounting records.
  */
 #include <errno.h>
-#include <pthread.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,10 +18,9 @@
 #include "delivery/csv.h"
 
 struct acct {
-	FILE		*fp;
+	int		 fd;		/* O_APPEND */
 	int		 format;
-	int		 error;		/* first write error, -errno */
-	pthread_mutex_t	 lock;
+	_Atomic int	 error;		/* first write error, -errno */
 };
 
 static const char *const acct_type_names[] = {
@@ -40,36 +41,59 @@ acct_open(const char *path, int format, struct mr_buf *err)
 {
 	struct acct *a;
 	struct stat st;
-	FILE *fp;
+	int fd;
 
-	fp = fopen(path, "ae");
-	if (fp == NULL) {
+	fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+	if (fd < 0 || fstat(fd, &st) != 0) {
 		mr_buf_printf(err, "cannot open accounting file %s: %s", path,
 		    strerror(errno));
+		if (fd >= 0)
+			close(fd);
 		return NULL;
 	}
 	a = xcalloc(1, sizeof(*a));
-	a->fp = fp;
+	a->fd = fd;
 	a->format = format;
-	pthread_mutex_init(&a->lock, NULL);
-	setvbuf(fp, NULL, _IOFBF, 1 << 16);
-	if (format == CONF_ACCT_CSV && fstat(fileno(fp), &st) == 0 &&
-	    st.st_size == 0)
-		fputs(acct_header, fp);
+	atomic_init(&a->error, 0);
+	if (format == CONF_ACCT_CSV && st.st_size == 0)
+		acct_append(a, acct_header, sizeof(acct_header) - 1);
 	return a;
 }
 
-int
-acct_flush(struct acct *a)
+void
+acct_append(struct acct *a, const char *p, size_t n)
 {
-	int r;
+	ssize_t w;
+	int e = 0;
 
-	pthread_mutex_lock(&a->lock);
-	if (fflush(a->fp) != 0 && a->error == 0)
-		a->error = -errno;
-	r = a->error;
-	pthread_mutex_unlock(&a->lock);
-	return r;
+	while (n > 0) {
+		w = write(a->fd, p, n);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			e = -errno;
+			break;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	if (e != 0) {
+		int zero = 0;
+
+		atomic_compare_exchange_strong(&a->error, &zero, e);
+	}
+}
+
+int
+acct_error(const struct acct *a)
+{
+	return atomic_load(&((struct acct *)a)->error);
+}
+
+int
+acct_sync(struct acct *a)
+{
+	return fdatasync(a->fd) == 0 ? 0 : -errno;
 }
 
 int
@@ -80,10 +104,9 @@ acct_close(struct acct **ap)
 
 	if (a == NULL)
 		return 0;
-	r = acct_flush(a);
-	if (fclose(a->fp) != 0 && r == 0)
+	r = acct_error(a);
+	if (close(a->fd) != 0 && r == 0)
 		r = -errno;
-	pthread_mutex_destroy(&a->lock);
 	free(a);
 	*ap = NULL;
 	return r;
@@ -131,7 +154,7 @@ acct_json_string(struct mr_buf *b, const char *s, size_t n)
 }
 
 static void
-acct_field(struct acct *a, struct mr_buf *b, const char *key, const char *s,
+acct_field(const struct acct *a, struct mr_buf *b, const char *key, const char *s,
     size_t n, bool first)
 {
 	if (s == NULL) {
@@ -151,7 +174,7 @@ acct_field(struct acct *a, struct mr_buf *b, const char *key, const char *s,
 }
 
 static void
-acct_number(struct acct *a, struct mr_buf *b, const char *key, unsigned v,
+acct_number(const struct acct *a, struct mr_buf *b, const char *key, unsigned v,
     bool empty_if_zero)
 {
 	if (a->format == CONF_ACCT_JSON) {
@@ -167,31 +190,35 @@ acct_number(struct acct *a, struct mr_buf *b, const char *key, unsigned v,
 }
 
 void
-acct_write(struct acct *a, const struct acct_record *r)
+acct_format(const struct acct *a, const struct acct_record *r,
+    struct mr_buf *b)
 {
-	struct mr_buf b = MR_BUF_INIT;
 	char ts[32];
 
 	mr_iso8601_ms(r->wall_ms ? r->wall_ms : mr_wall_ms(), ts, sizeof(ts));
-	acct_field(a, &b, "time", ts, (size_t)-1, true);
-	acct_field(a, &b, "type", acct_type_names[r->type], (size_t)-1,
+	acct_field(a, b, "time", ts, (size_t)-1, true);
+	acct_field(a, b, "type", acct_type_names[r->type], (size_t)-1, false);
+	acct_field(a, b, "recipient", r->rcpt, r->rcpt ? r->rcpt_len : 0,
 	    false);
-	acct_field(a, &b, "recipient", r->rcpt, r->rcpt ? r->rcpt_len : 0,
-	    false);
-	acct_number(a, &b, "line", r->line, false);
-	acct_field(a, &b, "domain", r->domain, (size_t)-1, false);
-	acct_field(a, &b, "mx", r->mx, (size_t)-1, false);
-	acct_field(a, &b, "host", r->host, (size_t)-1, false);
-	acct_number(a, &b, "attempt", r->attempt, true);
-	acct_number(a, &b, "code", r->code, true);
-	acct_field(a, &b, "dsn", r->dsn, (size_t)-1, false);
-	acct_field(a, &b, "reply", r->reply, (size_t)-1, false);
-	acct_field(a, &b, "message_id", r->message_id, (size_t)-1, false);
-	acct_field(a, &b, "forensics", r->forensics, (size_t)-1, false);
-	mr_buf_puts(&b, a->format == CONF_ACCT_JSON ? "}\n" : "\n");
-	pthread_mutex_lock(&a->lock);
-	if (fwrite(b.data, 1, b.len, a->fp) != b.len && a->error == 0)
-		a->error = -errno;
-	pthread_mutex_unlock(&a->lock);
+	acct_number(a, b, "line", r->line, false);
+	acct_field(a, b, "domain", r->domain, (size_t)-1, false);
+	acct_field(a, b, "mx", r->mx, (size_t)-1, false);
+	acct_field(a, b, "host", r->host, (size_t)-1, false);
+	acct_number(a, b, "attempt", r->attempt, true);
+	acct_number(a, b, "code", r->code, true);
+	acct_field(a, b, "dsn", r->dsn, (size_t)-1, false);
+	acct_field(a, b, "reply", r->reply, (size_t)-1, false);
+	acct_field(a, b, "message_id", r->message_id, (size_t)-1, false);
+	acct_field(a, b, "forensics", r->forensics, (size_t)-1, false);
+	mr_buf_puts(b, a->format == CONF_ACCT_JSON ? "}\n" : "\n");
+}
+
+void
+acct_write(struct acct *a, const struct acct_record *r)
+{
+	struct mr_buf b = MR_BUF_INIT;
+
+	acct_format(a, r, &b);
+	acct_append(a, b.data, b.len);
 	mr_buf_release(&b);
 }

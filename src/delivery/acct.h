@@ -4,12 +4,15 @@
  *
  * Columns, in this order: time, type, recipient, line, domain, mx, host,
  * attempt, code, dsn, reply, message_id, forensics.  A file that already
- * holds records is appended to without a second header.
+ * holds records is appended to without a second header (a resumed
+ * campaign goes on in the same file).
  *
- * acct_write() may be called from any thread: records are formatted
- * outside the lock and appended to a stdio buffer under it.  Buffered
- * records reach the file on acct_flush() (the owner calls it every
- * second) and on acct_close().
+ * Records are formatted into the caller's buffer (acct_format) and written
+ * with acct_append(), one write(2) on a file opened O_APPEND: a batch
+ * never interleaves with another thread's, needs no lock, and is in the
+ * page cache when the call returns, so a killed process loses no record
+ * it appended (the recovery journal relies on that: an outcome is
+ * accounted before it is journalled).
  */
 #ifndef MR_ACCT_H
 #define MR_ACCT_H
@@ -28,7 +31,7 @@ enum acct_type {
 };
 
 struct acct_record {
-	uint64_t	 wall_ms;
+	uint64_t	 wall_ms;	/* 0: now */
 	enum acct_type	 type;
 	const char	*rcpt;		/* all strings borrowed; NULL = "" */
 	size_t		 rcpt_len;
@@ -51,10 +54,18 @@ struct acct;
  * CONF_ACCT_JSON).  NULL with a message in err.
  */
 struct acct *acct_open(const char *path, int format, struct mr_buf *err);
-/* acct_close - flush and close; returns 0 or -errno of a write error. */
+/* acct_close - returns 0 or the first write error (-errno). */
 int acct_close(struct acct **ap);
+/* acct_format - append r as one line to out. */
+void acct_format(const struct acct *a, const struct acct_record *r,
+    struct mr_buf *out);
+/* acct_append - write out[0..n) (whole lines); thread-safe. */
+void acct_append(struct acct *a, const char *p, size_t n);
+/* acct_write - acct_format() and acct_append() of one record. */
 void acct_write(struct acct *a, const struct acct_record *r);
-int acct_flush(struct acct *a);
+/* acct_error - the first write error so far (-errno) or 0. */
+int acct_error(const struct acct *a);
+int acct_sync(struct acct *a);
 const char *acct_type_name(enum acct_type t);
 
 #endif

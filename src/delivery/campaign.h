@@ -22,6 +22,7 @@
 #include "delivery/acct.h"
 #include "delivery/list.h"
 #include "delivery/template.h"
+#include "recovery/recovery.h"
 
 struct campaign_domain_stats {
 	uint32_t	delivered;
@@ -38,6 +39,7 @@ struct campaign {
 	uint64_t		 start_mono_ms;
 	SSL_CTX			*tls_ctx;	/* NULL: TLS off */
 	struct acct		*acct;		/* NULL: no file */
+	struct recovery		*rec;		/* NULL: no recovery state */
 	const char		*forensics_dir;	/* NULL: none kept */
 	bool			 batching;	/* fingerprints kept */
 	unsigned		 nworkers;	/* engines (delivery threads) */

@@ -39,6 +39,7 @@
 #include "delivery/forensics.h"
 #include "dns/dns.h"
 #include "queue/queue.h"
+#include "recovery/recovery.h"
 #include "smtpc/smtpc.h"
 
 #define ENGINE_TICK_MS		100
@@ -124,6 +125,12 @@ struct etxn {
 
 LIST_HEAD(edomain_wait_list, edomain);
 
+struct engine_jop {
+	uint32_t	rcpt;
+	uint8_t		type;		/* JOURNAL_DELIVERED, _BOUNCED, _DEFER */
+	uint16_t	attempts;
+};
+
 struct engine {
 	unsigned		 id;
 	struct campaign		*camp;
@@ -155,12 +162,20 @@ struct engine {
 	char			 date[40];
 	struct mr_buf		 tmp;
 	struct mr_buf		 fx;		/* forensics rendering */
+	struct mr_buf		 acctbuf;	/* accounting lines to write */
+	struct engine_jop	*jops;		/* journal records to write */
+	size_t			 njops, jopcap;
+	struct journal		*journal;	/* NULL: no recovery */
+	bool			 paused;	/* the journal has no disk */
 	struct engine_stats	 stats;
 };
 
 static void engine_kick_domain(struct engine *e, struct edomain *d);
 static void engine_kick_host(struct engine *e, struct ehost *h);
 static void engine_check_done(struct engine *e);
+static void engine_jop(struct engine *e, uint32_t rcpt, uint8_t type,
+    uint16_t attempts);
+static void engine_commit(struct engine *e, bool force);
 static void engine_host_down(struct engine *e, struct ehost *h,
     const struct smtpc_end *end);
 
@@ -299,6 +314,10 @@ engine_record(struct engine *e, const struct queue_entry *ent,
 		MR_ASSERT(e->pending > 0);
 		e->pending--;
 	}
+	if (c->rec != NULL && o->type != ACCT_REJECTED)
+		engine_jop(e, ent->rcpt, o->type == ACCT_DEFERRED ?
+		    JOURNAL_DEFER : o->type == ACCT_BOUNCED ? JOURNAL_BOUNCED :
+		    JOURNAL_DELIVERED, ent->attempts);
 	if (c->acct == NULL)
 		return;
 	memset(&r, 0, sizeof(r));
@@ -321,7 +340,53 @@ engine_record(struct engine *e, const struct queue_entry *ent,
 	r.reply = o->reply;
 	r.message_id = o->message_id;
 	r.forensics = o->forensics;
-	acct_write(c->acct, &r);
+	acct_format(c->acct, &r, &e->acctbuf);
+}
+
+/*
+ * engine_jop - a journal record to write once the outcome's accounting
+ * line is out (engine_commit): after a crash an outcome in the journal
+ * is always in the accounting file too.
+ */
+static void
+engine_jop(struct engine *e, uint32_t rcpt, uint8_t type, uint16_t attempts)
+{
+	if (e->njops == e->jopcap) {
+		e->jopcap = e->jopcap ? e->jopcap * 2 : 256;
+		e->jops = xreallocarray(e->jops, e->jopcap, sizeof(*e->jops));
+	}
+	e->jops[e->njops].rcpt = rcpt;
+	e->jops[e->njops].type = type;
+	e->jops[e->njops].attempts = attempts;
+	e->njops++;
+}
+
+/*
+ * engine_commit - write the outcomes recorded so far: accounting lines
+ * first (one write), then their journal records.  Without recovery the
+ * lines wait until 64 KB gather (or force: the tick, the end).
+ */
+static void
+engine_commit(struct engine *e, bool force)
+{
+	struct campaign *c = e->camp;
+	size_t i;
+
+	if (c->acct != NULL && e->acctbuf.len > 0 &&
+	    (force || c->rec != NULL || e->acctbuf.len >= 65536)) {
+		acct_append(c->acct, e->acctbuf.data, e->acctbuf.len);
+		mr_buf_reset(&e->acctbuf);
+	}
+	for (i = 0; i < e->njops; i++) {
+		if (e->jops[i].type != JOURNAL_DEFER)
+			recovery_final(c->rec, e->journal, e->jops[i].rcpt,
+			    e->jops[i].type == JOURNAL_BOUNCED,
+			    e->jops[i].attempts);
+		else
+			recovery_defer(c->rec, e->journal, e->jops[i].rcpt,
+			    e->jops[i].attempts);
+	}
+	e->njops = 0;
 }
 
 static uint64_t
@@ -419,6 +484,7 @@ engine_fail_queue(struct engine *e, struct edomain *d, bool permanent,
 		else
 			engine_defer(e, ent, o);
 	}
+	engine_commit(e, false);
 	engine_check_done(e);
 }
 
@@ -768,6 +834,7 @@ engine_build(struct engine *e, struct edomain *d, struct ehost *h,
 			engine_record(e, &t->ent[i], &o);
 		}
 		engine_txn_put(e, t);
+		engine_commit(e, false);
 		return NULL;
 	}
 	return t;
@@ -800,6 +867,7 @@ engine_too_big(struct engine *e, struct etxn *t, unsigned long limit)
 		engine_record(e, &t->ent[i], &o);
 	}
 	engine_txn_put(e, t);
+	engine_commit(e, false);
 }
 
 /*
@@ -818,8 +886,17 @@ engine_feed(struct engine *e, struct esess *es)
 
 	if (max > 1024)
 		max = 1024;
-	if (!smtpc_can_send(es->s))
+	if (!smtpc_can_send(es->s) || e->paused)
 		return false;
+	if (e->journal != NULL &&
+	    journal_reserve(e->journal, 4 * max) != 0) {
+		/* No disk for the journal: start nothing that it could not
+		 * record; the tick asks again. */
+		e->paused = true;
+		mr_log_warn("engine", "engine=%u event=paused reason=\"no "
+		    "disk space for the recovery journal\"", e->id);
+		return false;
+	}
 	while (!e->stopping && (d = TAILQ_FIRST(&h->wanting)) != NULL) {
 		if (d->q.len == 0) {
 			engine_detach(d);
@@ -844,6 +921,10 @@ engine_feed(struct engine *e, struct esess *es)
 			engine_too_big(e, t, limit);
 			continue;
 		}
+		if (e->journal != NULL)
+			for (n = 0; n < t->txn.nrcpts; n++)
+				recovery_intent(e->camp->rec, e->journal,
+				    t->ent[n].rcpt, t->ent[n].attempts + 1);
 		if (smtpc_send(es->s, &t->txn) != 0)
 			mr_panic("session refused a transaction after "
 			    "smtpc_can_send()");
@@ -919,7 +1000,7 @@ engine_kick_host(struct engine *e, struct ehost *h)
 			break;
 		}
 	}
-	if (e->stopping || h->down_until > mr_clock_ms())
+	if (e->stopping || e->paused || h->down_until > mr_clock_ms())
 		return;
 	/* Sessions for the transactions queued, not for each recipient:
 	 * batched recipients share one. */
@@ -1070,6 +1151,7 @@ engine_sess_done(struct smtpc *s, void *arg, struct smtpc_txn *txn)
 	}
 	mr_buf_reset(&e->fx);
 	engine_txn_put(e, t);
+	engine_commit(e, false);
 	engine_check_done(e);
 }
 
@@ -1164,6 +1246,14 @@ engine_tick_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	engine_commit(e, true);
+	if (e->paused && journal_reserve(e->journal, 4 * (size_t)e->cfg->
+	    send_max_rcpt_per_message) == 0) {
+		e->paused = false;
+		mr_log_warn("engine", "engine=%u event=resumed", e->id);
+		for (i = 0; i < e->nhosts; i++)
+			engine_kick_host(e, e->hosts[i]);
+	}
 	engine_check_done(e);
 	if (!e->stopping && atomic_load(&e->camp->stop)) {
 		struct queue_entry ent;
@@ -1248,6 +1338,17 @@ engine_new(struct campaign *camp, unsigned id, struct mr_buf *err)
 		free(e);
 		return NULL;
 	}
+	if (camp->rec != NULL) {
+		int code = 0;
+
+		e->journal = recovery_writer(camp->rec, id, err, &code);
+		if (e->journal == NULL) {
+			dns_free(&e->dns);
+			event_base_free(e->base);
+			free(e);
+			return NULL;
+		}
+	}
 	e->cp = csv_parser_new((size_t)e->cfg->send_max_row_size);
 	e->ts = tmpl_scratch_new();
 	e->ndoms = list_ndomains(camp->list);
@@ -1270,13 +1371,14 @@ engine_new(struct campaign *camp, unsigned id, struct mr_buf *err)
 }
 
 void
-engine_add(struct engine *e, uint32_t rcpt)
+engine_add(struct engine *e, uint32_t rcpt, uint16_t attempts)
 {
 	struct queue_entry ent;
 	struct edomain *d;
 
 	memset(&ent, 0, sizeof(ent));
 	ent.rcpt = rcpt;
+	ent.attempts = attempts;
 	ent.domain = list_domain(e->camp->list, rcpt);
 	d = engine_domain(e, ent.domain);
 	dqueue_push(&d->q, &ent);
@@ -1347,8 +1449,11 @@ engine_free(struct engine **ep)
 	dns_free(&e->dns);
 	csv_parser_free(&e->cp);
 	tmpl_scratch_free(&e->ts);
+	engine_commit(e, true);
 	mr_buf_release(&e->tmp);
 	mr_buf_release(&e->fx);
+	mr_buf_release(&e->acctbuf);
+	free(e->jops);
 	event_free(e->retry_timer);
 	event_free(e->tick);
 	event_base_free(e->base);

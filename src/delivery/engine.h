@@ -5,7 +5,11 @@
  *
  * A campaign runs one engine per worker thread; each domain belongs to
  * exactly one engine, so nothing inside an engine is shared or locked.
- * Outcomes go to the campaign (counters, accounting file).
+ * Outcomes go to the campaign (counters, accounting file) and, when the
+ * campaign keeps recovery state, to this engine's journal: an INTENT
+ * before a message is handed to a server, a FINAL or DEFER after its
+ * outcome is in the accounting file.  Without disk space for the journal
+ * the engine starts nothing new until there is.
  *
  * Lifecycle: engine_new(), engine_add() for each recipient it owns, then
  * engine_run() on the engine's own thread until every recipient reached a
@@ -37,8 +41,9 @@ struct engine_stats {
 struct engine *engine_new(struct campaign *camp, unsigned id,
     struct mr_buf *err);
 void engine_free(struct engine **ep);
-/* engine_add - queue recipient rcpt (an index in the campaign's list). */
-void engine_add(struct engine *e, uint32_t rcpt);
+/* engine_add - queue recipient rcpt (an index in the campaign's list)
+ * that has had `attempts` attempts already (a resumed campaign). */
+void engine_add(struct engine *e, uint32_t rcpt, uint16_t attempts);
 /* engine_run - deliver; returns when done (see above). */
 void engine_run(struct engine *e);
 void engine_get_stats(const struct engine *e, struct engine_stats *st);

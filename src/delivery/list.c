@@ -483,3 +483,10 @@ list_file_size(const struct list *l)
 {
 	return l->size;
 }
+
+void
+list_data(const struct list *l, const char **p_r, size_t *n_r)
+{
+	*p_r = l->map;
+	*n_r = l->size;
+}

@@ -95,5 +95,7 @@ void list_email(const struct list *l, const struct csv_field *fields,
 size_t list_bytes(const struct list *l);
 /* list_file_size - size of the mapped file. */
 size_t list_file_size(const struct list *l);
+/* list_data - the mapped file (borrowed, read-only). */
+void list_data(const struct list *l, const char **p_r, size_t *n_r);
 
 #endif
