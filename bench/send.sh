@@ -7,7 +7,8 @@
 #   (a) smtp-source -d -s 20: connection reuse, 20 parallel sessions, the
 #       ceiling of a plain SMTP client on this machine;
 #   (b) mailroom send: RECIPIENTS (default 1,000,000) over 1,000 domains,
-#       a ~1 KB template with 3 fields, at most 20 sessions;
+#       a ~1 KB template with 3 fields, at most 20 sessions, without and
+#       (b2) with recovery (a store and the journals);
 #   (c) Postfix as a relay, fed by smtp-source, delivering to the sink
 #       (POSTFIX_MESSAGES, default 50,000: it is the slow one).
 # It prints a Markdown table of messages per second and the ratios, and
@@ -86,6 +87,30 @@ WORKERS=$(awk '/^sessions:/ { print $2 }' "$W/summary")
 DELIVERED=$(awk '/^delivered:/ { print $2 }' "$W/summary")
 kill $SINK
 
+echo "== (b2) mailroom send with recovery (store + journal), $N recipients" >&2
+sink 25305
+STORE="$W/store/mailroom.db"
+mkdir -p "$W/store"
+# Sample the recovery state on disk (store + journals) while it runs.
+( peak=0
+  while :; do
+	now=$(du -sb "$W/store" 2>/dev/null | cut -f1)
+	[ "${now:-0}" -gt "$peak" ] && peak=$now && echo "$peak" > "$W/peak"
+	sleep 0.2
+  done ) &
+SAMPLER=$!
+PIDS="$PIDS $SAMPLER"
+/usr/bin/time -f "%M" -o "$W/rss2" ./build/mailroom send --no-progress \
+    --store "$STORE" --campaign bench \
+    --template "$W/tmpl.eml" --list "$W/list.csv" \
+    --route '*=127.0.0.1:25305' -o smtp.max_connections=20 \
+    -o general.hostname=bench.mailroom.test > "$W/summary2"
+kill $SAMPLER
+B2=$(awk '/^rate:/ { print $2 }' "$W/summary2")
+PEAK=$(cat "$W/peak")
+STOREB=$(du -sb "$STORE" | cut -f1)
+kill $SINK
+
 echo "== (c) smtp-source -> Postfix relay -> smtp-sink, $PN messages" >&2
 PF="$W/pf"
 mkdir -p "$PF/etc" "$PF/queue" "$PF/data"
@@ -122,10 +147,16 @@ cat <<EOF
 |---|---|---|
 | (a) smtp-source -d -s 20 | $N | $A |
 | (b) mailroom send | $DELIVERED | $B |
+| (b2) mailroom send, recovery on | $N | $B2 |
 | (c) Postfix relay (smtp-source -> Postfix -> sink) | $PN | $C |
 
 - (b)/(a) = $(echo "scale=2; $B / $A" | bc)
 - (b)/(c) = $(echo "scale=1; $B / $C" | bc)
+- recovery on / off = $(echo "scale=3; $B2 / $B" | bc) (target >= 0.9)
+- recovery state on disk: peak $PEAK bytes during the run (the store
+  plus journal segments, which are allocated whole, 8 MB each); the
+  store file after it: $STOREB bytes, $(echo "scale=3; $STOREB / $N" | bc)
+  bytes per recipient
 - mailroom peak RSS: $((RSS / 1024)) MB for $N recipients
 - mailroom bytes per queued recipient: $MEM (recipient table + queue entry)
 - mailroom SMTP sessions opened: $WORKERS

@@ -9,5 +9,8 @@
 int send_cmd(int argc, char **argv);		/* delivery/send_cmd.c */
 int resolve_cmd(int argc, char **argv);		/* dns/resolve_cmd.c */
 int config_cmd(int argc, char **argv);		/* conf/config_cmd.c */
+int daemon_cmd(int argc, char **argv);		/* delivery/daemon_cmd.c */
+int campaign_cmd(int argc, char **argv);	/* delivery/campaign_cmd.c */
+int account_cmd(int argc, char **argv);		/* delivery/account_cmd.c */
 
 #endif

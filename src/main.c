@@ -19,6 +19,12 @@ static const struct {
 } main_commands[] = {
 	{ "send", send_cmd,
 	  "deliver a personalized campaign from a template and a list" },
+	{ "daemon", daemon_cmd,
+	  "run the campaigns of the store when they are due" },
+	{ "campaign", campaign_cmd,
+	  "add, list, show, pause, resume, cancel campaigns" },
+	{ "account", account_cmd,
+	  "sending accounts and their allowances (quotas)" },
 	{ "resolve", resolve_cmd,
 	  "show where mail for domains goes (routes, MX, addresses)" },
 	{ "config", config_cmd,

@@ -71,6 +71,10 @@ struct mr_config {
 	long long	 recovery_sync_interval;
 	long long	 recovery_snapshot_interval;
 
+	/* [daemon] */
+	long long	 daemon_poll_interval;
+	long long	 daemon_max_campaigns;
+
 	/* [dns] */
 	struct conf_list dns_resolver;
 	struct conf_list dns_route;

@@ -73,17 +73,15 @@ conf_cli_bad_option(const char *prog, char *const *argv)
 }
 
 int
-conf_cli_load(struct mr_config *cfg, const struct conf_cli *cl,
-    const char *prog)
+conf_cli_build(struct mr_config *cfg, const struct conf_cli *cl,
+    struct mr_buf *err)
 {
-	struct mr_buf err = MR_BUF_INIT;
-	unsigned mask;
 	size_t i;
-	int r = 0, ex = 0;
+	int r, ex = 0;
 
 	conf_init(cfg);
 	if (cl->config_path != NULL) {
-		r = conf_load_file(cfg, cl->config_path, &err);
+		r = conf_load_file(cfg, cl->config_path, err);
 		if (r != 0)
 			ex = (r == -ENOENT || r == -EACCES) ? EX_NOINPUT
 			    : EX_CONFIG;
@@ -93,13 +91,27 @@ conf_cli_load(struct mr_config *cfg, const struct conf_cli *cl,
 		char *eq = strchr(kv, '=');
 
 		*eq = '\0';
-		r = conf_set(cfg, kv, eq + 1, &err);
+		r = conf_set(cfg, kv, eq + 1, err);
 		free(kv);
 		if (r != 0)
 			ex = EX_CONFIG;
 	}
-	if (ex == 0 && conf_finish(cfg, &err) != 0)
+	if (ex == 0 && conf_finish(cfg, err) != 0)
 		ex = EX_CONFIG;
+	if (ex != 0)
+		conf_release(cfg);
+	return ex;
+}
+
+int
+conf_cli_load(struct mr_config *cfg, const struct conf_cli *cl,
+    const char *prog)
+{
+	struct mr_buf err = MR_BUF_INIT;
+	unsigned mask;
+	int r, ex;
+
+	ex = conf_cli_build(cfg, cl, &err);
 	if (ex == 0) {
 		(void)mr_log_parse_trace(cfg->general_log_trace, &mask);
 		mr_log_set_level((enum mr_log_level)cfg->general_log_level);
@@ -108,13 +120,12 @@ conf_cli_load(struct mr_config *cfg, const struct conf_cli *cl,
 		if (r != 0) {
 			mr_buf_printf(&err, "cannot open log file %s: %s",
 			    cfg->general_log_file, mr_strerror(r));
+			conf_release(cfg);
 			ex = EX_CANTCREAT;
 		}
 	}
-	if (ex != 0) {
+	if (ex != 0)
 		fprintf(stderr, "mailroom %s: %s\n", prog, mr_buf_cstr(&err));
-		conf_release(cfg);
-	}
 	mr_buf_release(&err);
 	return ex;
 }

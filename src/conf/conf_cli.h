@@ -47,6 +47,14 @@ void conf_cli_release(struct conf_cli *cl);
 void conf_cli_bad_option(const char *prog, char *const *argv);
 
 /*
+ * conf_cli_build - defaults, the file, the overrides, the cross-checks:
+ * a configuration, and nothing else (the process's logging is left
+ * alone).  0, or a sysexits code with the message in err.
+ */
+int conf_cli_build(struct mr_config *cfg, const struct conf_cli *cl,
+    struct mr_buf *err);
+
+/*
  * conf_cli_load - as above.  On failure prints "mailroom PROG: message" on
  * stderr and returns a sysexits code (EX_CONFIG, EX_NOINPUT); 0 on success.
  */

@@ -132,6 +132,15 @@ const struct conf_param conf_params[] = {
 	  "Progress is folded from the journals into the store this often, "
 	  "and the folded journal segments removed." },
 
+	/* [daemon] */
+	{ "daemon", "poll_interval", CONF_DURATION, "1s", 100, MIN, NULL,
+	  OFF(daemon_poll_interval),
+	  "How often the daemon looks for campaigns that are due." },
+	{ "daemon", "max_campaigns", CONF_INT, "4", 1, 64, NULL,
+	  OFF(daemon_max_campaigns),
+	  "Campaigns the daemon sends at the same time, each with its own "
+	  "delivery threads." },
+
 	/* [dns] */
 	{ "dns", "resolver", CONF_LIST, "", 0, 0, NULL, OFF(dns_resolver),
 	  "Name server as HOST:PORT (repeatable). None means the system's "

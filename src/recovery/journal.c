@@ -406,7 +406,8 @@ journal_list(const char *dir, int64_t campaign, struct journal_file **v_r,
 		n++;
 	}
 	closedir(d);
-	qsort(v, n, sizeof(*v), journal_file_cmp);
+	if (n > 1)
+		qsort(v, n, sizeof(*v), journal_file_cmp);
 	*v_r = v;
 	*n_r = n;
 	return 0;
