@@ -1,7 +1,9 @@
 #!/bin/sh
 # demo.sh - install what is missing, build, and send a demo campaign of
-# 200,000 personalized messages to Postfix's smtp-sink on loopback, with
-# live progress and the summary on screen.  Outputs go to demo-out/.
+# 200,000 personalized messages to Postfix's smtp-sink on loopback,
+# recorded in the embedded SQLite store (so that it could be resumed
+# after a crash), with live progress and the summary on screen.  Outputs
+# go to demo-out/.
 set -eu
 cd "$(dirname "$0")/.."
 sh scripts/deps.sh build demo
@@ -21,9 +23,10 @@ refuse=$!
 trap 'kill $ok $refuse 2>/dev/null || true' EXIT INT TERM
 sleep 0.3
 
-echo "== mailroom send: 200,000 recipients over 501 domains =="
+echo "== mailroom send: 200,000 recipients over 501 domains, recorded in"
+echo "   the SQLite store $out/mailroom.db as campaign \"demo\" =="
 status=0
-./build/mailroom send \
+./build/mailroom send --store "$out/mailroom.db" --campaign demo \
 	--template demo/newsletter.eml --list "$out/list.csv" \
 	--route 'bounces.test=127.0.0.1:25251' --route '*=127.0.0.1:25250' \
 	--accounting "$out/accounting.csv" --reject-file "$out/rejects.csv" \
@@ -33,4 +36,7 @@ echo "== first records of $out/accounting.csv =="
 head -4 "$out/accounting.csv"
 echo "== $out/rejects.csv =="
 cat "$out/rejects.csv"
+echo "== the campaign as the store keeps it: mailroom campaign show demo =="
+./build/mailroom campaign show demo --store "$out/mailroom.db" |
+	sed -n '1,/^summary:/p'
 exit $status

@@ -6,12 +6,14 @@
 #include <stdatomic.h>
 #include <unistd.h>
 #include <stdio.h>
+#include <sys/mman.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "core/mr_clock.h"
 #include "core/mr_err.h"
+#include "core/mr_log.h"
 #include "core/mr_utf8.h"
 #include "core/xalloc.h"
 #include "delivery/acct.h"
@@ -36,6 +38,38 @@ acct_type_name(enum acct_type t)
 	return acct_type_names[t];
 }
 
+/*
+ * acct_cut_torn_line - a file that does not end in a newline was cut in
+ * the middle of a record by a killed process: drop that partial line.
+ */
+static int
+acct_cut_torn_line(int fd, off_t size, const char *path)
+{
+	char buf[4096];
+	off_t end = size, from;
+	ssize_t n, i;
+
+	while (end > 0) {
+		from = end > (off_t)sizeof(buf) ? end - (off_t)sizeof(buf) : 0;
+		n = pread(fd, buf, (size_t)(end - from), from);
+		if (n <= 0)
+			return -1;
+		if (end == size && buf[n - 1] == '\n')
+			return 0;
+		for (i = n; i > 0; i--) {
+			if (buf[i - 1] == '\n') {
+				mr_log_warn("acct", "file=%s event=torn-line "
+				    "bytes=%lld action=removed", mr_q(path,
+				    (size_t)-1), (long long)(size - (from +
+				    i)));
+				return ftruncate(fd, from + i);
+			}
+		}
+		end = from;
+	}
+	return ftruncate(fd, 0);
+}
+
 struct acct *
 acct_open(const char *path, int format, struct mr_buf *err)
 {
@@ -43,12 +77,18 @@ acct_open(const char *path, int format, struct mr_buf *err)
 	struct stat st;
 	int fd;
 
-	fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+	fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
 	if (fd < 0 || fstat(fd, &st) != 0) {
 		mr_buf_printf(err, "cannot open accounting file %s: %s", path,
 		    strerror(errno));
 		if (fd >= 0)
 			close(fd);
+		return NULL;
+	}
+	if (st.st_size > 0 && acct_cut_torn_line(fd, st.st_size, path) != 0) {
+		mr_buf_printf(err, "cannot repair accounting file %s: %s", path,
+		    strerror(errno));
+		close(fd);
 		return NULL;
 	}
 	a = xcalloc(1, sizeof(*a));
@@ -221,4 +261,84 @@ acct_write(struct acct *a, const struct acct_record *r)
 	acct_format(a, r, &b);
 	acct_append(a, b.data, b.len);
 	mr_buf_release(&b);
+}
+
+/* acct_json_field - the string value of "key" in a JSON line we wrote
+ * (escapes kept as they are: an address holds none that matter). */
+static bool
+acct_json_field(const char *p, size_t n, const char *key, const char **v_r,
+    size_t *len_r)
+{
+	char pat[32];
+	const char *v, *e, *end = p + n;
+	size_t kl;
+
+	kl = (size_t)snprintf(pat, sizeof(pat), "\"%s\":\"", key);
+	v = memmem(p, n, pat, kl);
+	if (v == NULL)
+		return false;
+	v += kl;
+	for (e = v; e < end && *e != '"'; e++)
+		if (*e == '\\' && e + 1 < end)
+			e++;
+	*v_r = v;
+	*len_r = (size_t)(e - v);
+	return e < end;
+}
+
+int
+acct_scan_finals(const char *path, int format, acct_final_cb *cb, void *arg)
+{
+	struct csv_parser *cp;
+	const struct csv_field *f;
+	enum csv_result cr;
+	const char *map, *line, *nl, *type, *rcpt;
+	size_t pos, tlen, rlen;
+	struct stat st;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (fstat(fd, &st) != 0 || st.st_size == 0) {
+		close(fd);
+		return 0;
+	}
+	map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	close(fd);
+	if (map == MAP_FAILED)
+		return -errno;
+	if (format == CONF_ACCT_JSON) {
+		for (line = map; line < map + st.st_size; line = nl + 1) {
+			nl = memchr(line, '\n', (size_t)(map + st.st_size -
+			    line));
+			if (nl == NULL)
+				break;
+			if (!acct_json_field(line, (size_t)(nl - line), "type",
+			    &type, &tlen) || !acct_json_field(line,
+			    (size_t)(nl - line), "recipient", &rcpt, &rlen))
+				continue;
+			if (tlen == 9 && memcmp(type, "delivered", 9) == 0)
+				cb(arg, rcpt, rlen, false);
+			else if (tlen == 7 && memcmp(type, "bounced", 7) == 0)
+				cb(arg, rcpt, rlen, true);
+		}
+	} else {
+		cp = csv_parser_new(1 << 20);
+		pos = 0;
+		while ((cr = csv_next(cp, map, (size_t)st.st_size, &pos)) !=
+		    CSV_EOF) {
+			if (cr != CSV_RECORD || csv_nfields(cp) < 3)
+				continue;
+			f = csv_fields(cp);
+			if (f[1].len == 9 && memcmp(f[1].p, "delivered", 9) == 0)
+				cb(arg, f[2].p, f[2].len, false);
+			else if (f[1].len == 7 &&
+			    memcmp(f[1].p, "bounced", 7) == 0)
+				cb(arg, f[2].p, f[2].len, true);
+		}
+		csv_parser_free(&cp);
+	}
+	munmap((void *)map, (size_t)st.st_size);
+	return 0;
 }

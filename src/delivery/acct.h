@@ -12,11 +12,14 @@
  * never interleaves with another thread's, needs no lock, and is in the
  * page cache when the call returns, so a killed process loses no record
  * it appended (the recovery journal relies on that: an outcome is
- * accounted before it is journalled).
+ * accounted before it is journalled).  A process killed inside a write
+ * can leave a torn last line: acct_open() cuts it off (its recipient was
+ * not yet journalled, and is sent again).
  */
 #ifndef MR_ACCT_H
 #define MR_ACCT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -67,5 +70,19 @@ void acct_write(struct acct *a, const struct acct_record *r);
 int acct_error(const struct acct *a);
 int acct_sync(struct acct *a);
 const char *acct_type_name(enum acct_type t);
+
+/* acct_final_cb - a delivered or bounced record: its recipient, as
+ * written (borrowed for the call). */
+typedef void acct_final_cb(void *arg, const char *rcpt, size_t len,
+    bool bounced);
+
+/*
+ * acct_scan_finals - read the accounting file at path (in format) and call
+ * cb for each delivered or bounced record: after a crash, the outcomes
+ * that reached the file but not the journal.  Returns 0, or -errno when
+ * the file cannot be read (a missing file is no record: 0).
+ */
+int acct_scan_finals(const char *path, int format, acct_final_cb *cb,
+    void *arg);
 
 #endif

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sysexits.h>
 #include <time.h>
@@ -138,10 +139,15 @@ cstore_claim(struct store *s, struct store_campaign *c,
 		code = s->ops->campaign_claim(s, c->id, cstore_owner(), until,
 		    INT64_MAX, &holder);
 	}
+	if (code == -EBUSY && holder == NULL) {
+		/* Not a lease: the store itself is locked. */
+		mr_buf_printf(err, "%s", store_error(s));
+		return EX_TEMPFAIL;
+	}
 	if (code == -EBUSY) {
 		mr_buf_printf(err, "campaign %s is being sent by %s; it can be "
 		    "taken over when that sender's lease runs out", c->name,
-		    holder ? holder : "another sender");
+		    holder);
 		free(holder);
 		return EX_TEMPFAIL;
 	}
@@ -157,7 +163,55 @@ cstore_claim(struct store *s, struct store_campaign *c,
 	return 0;
 }
 
+/* Keys whose value is a path: made absolute before they are recorded. */
+static const char *const cstore_path_keys[] = {
+	"send.accounting_file", "send.reject_file", "send.forensics_dir",
+	"recovery.journal_dir", "general.log_file", "smtp.tls_ca_file", NULL,
+};
+
+/* Sections that belong to the process that opens the store, not to the
+ * campaign: never recorded with it. */
+static const char *const cstore_unrecorded[] = {
+	"store.", "daemon.", NULL,
+};
+
 char *
+cstore_abspath(const char *path)
+{
+	struct mr_buf b = MR_BUF_INIT;
+	char *cwd;
+
+	if (path[0] == '/' || path[0] == '\0')
+		return xstrdup(path);
+	cwd = getcwd(NULL, 0);
+	if (cwd == NULL)
+		return NULL;
+	while (path[0] == '.' && path[1] == '/')
+		path += 2;
+	mr_buf_printf(&b, "%s%s%s", cwd, strcmp(cwd, "/") == 0 ? "" : "/",
+	    strcmp(path, ".") == 0 ? "" : path);
+	free(cwd);
+	return b.data;
+}
+
+static bool
+cstore_key_in(const char *kv, const char *const *keys, bool prefix)
+{
+	const char *eq = strchr(kv, '=');
+	size_t n = eq ? (size_t)(eq - kv) : strlen(kv), i;
+
+	for (i = 0; keys[i] != NULL; i++) {
+		if (prefix && strncasecmp(kv, keys[i], strlen(keys[i])) == 0)
+			return true;
+		if (!prefix && strlen(keys[i]) == n &&
+		    strncasecmp(kv, keys[i], n) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* cstore_encode_options - config file and overrides as recorded text. */
+static char *
 cstore_encode_options(const struct conf_cli *cl)
 {
 	struct mr_buf b = MR_BUF_INIT;
@@ -170,6 +224,48 @@ cstore_encode_options(const struct conf_cli *cl)
 	if (b.data == NULL)
 		return xstrdup("");
 	return b.data;
+}
+
+char *
+cstore_record_options(const struct conf_cli *cl, struct mr_buf *err)
+{
+	struct conf_cli rec = { 0 };
+	struct mr_buf b = MR_BUF_INIT;
+	const char *eq;
+	char *abs, *out = NULL;
+	size_t i;
+
+	if (cl->config_path != NULL) {
+		if ((rec.owned_path = cstore_abspath(cl->config_path)) == NULL)
+			goto fail;
+		rec.config_path = rec.owned_path;
+	}
+	for (i = 0; i < cl->nsets; i++) {
+		if (cstore_key_in(cl->sets[i], cstore_unrecorded, true))
+			continue;
+		eq = strchr(cl->sets[i], '=');
+		if (eq == NULL || !cstore_key_in(cl->sets[i], cstore_path_keys,
+		    false)) {
+			(void)conf_cli_set_kv(&rec, cl->sets[i]);
+			continue;
+		}
+		if ((abs = cstore_abspath(eq + 1)) == NULL)
+			goto fail;
+		mr_buf_reset(&b);
+		mr_buf_append(&b, cl->sets[i], (size_t)(eq - cl->sets[i]) + 1);
+		mr_buf_puts(&b, abs);
+		free(abs);
+		(void)conf_cli_set_kv(&rec, mr_buf_cstr(&b));
+	}
+	out = cstore_encode_options(&rec);
+	goto done;
+fail:
+	mr_buf_printf(err, "cannot tell the current directory (to record "
+	    "paths absolute): %s", strerror(errno));
+done:
+	conf_cli_release(&rec);
+	mr_buf_release(&b);
+	return out;
 }
 
 void

@@ -38,10 +38,18 @@ int cstore_claim(struct store *s, struct store_campaign *c,
     const struct mr_config *cfg, struct mr_buf *err);
 
 /*
- * cstore_encode_options - the settings of cl (config file and overrides)
- * as the text kept in store_campaign.options (owned by the caller).
+ * cstore_record_options - the settings of cl to record with a campaign,
+ * as the text kept in store_campaign.options (owned by the caller): the
+ * config file and every path-valued override made absolute (the daemon
+ * and later resumes run elsewhere), store.* and daemon.* left out (they
+ * belong to the process that opens the store).  NULL with a message in
+ * err when the working directory cannot be told.
  */
-char *cstore_encode_options(const struct conf_cli *cl);
+char *cstore_record_options(const struct conf_cli *cl, struct mr_buf *err);
+
+/* cstore_abspath - path made absolute against the working directory,
+ * not resolved (owned; NULL when the directory cannot be told). */
+char *cstore_abspath(const char *path);
 /*
  * cstore_apply_options - rebuild a command line from recorded options:
  * into out, the recorded config file unless cl names one, the recorded

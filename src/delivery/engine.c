@@ -451,7 +451,6 @@ engine_defer(struct engine *e, struct queue_entry ent,
 	if (e->stopping) {
 		/* Not final: left for a later run (counted unfinished). */
 		e->pending--;
-		e->stats.unfinished++;
 		return;
 	}
 	fin = *o;
@@ -1270,13 +1269,11 @@ engine_tick_cb(evutil_socket_t fd, short what, void *arg)
 			while (dqueue_pop(&d->q, &ent)) {
 				e->queued--;
 				e->pending--;
-				e->stats.unfinished++;
 			}
 		}
 		while (rheap_peek(&e->retry) != NULL) {
 			rheap_pop(&e->retry, &ent);
 			e->pending--;
-			e->stats.unfinished++;
 		}
 		for (i = 0; i < e->nhosts; i++) {
 			struct esess *es;

@@ -31,7 +31,6 @@ struct engine_stats {
 	uint64_t	queue_bytes;	/* peak bytes held by queues */
 	uint64_t	queued_peak;	/* peak recipients in queues */
 	uint64_t	sessions;	/* SMTP sessions opened */
-	uint64_t	unfinished;	/* not final when the loop ended */
 };
 
 /*

@@ -8,6 +8,7 @@
  * folds them into the store every recovery.snapshot_interval, renews the
  * lease, notices stop, pause and cancel requests, and reports progress.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -26,6 +27,7 @@
 
 #include "core/mr_clock.h"
 #include "core/mr_err.h"
+#include "core/mr_hmap.h"
 #include "core/mr_log.h"
 #include "core/xalloc.h"
 #include "delivery/acct.h"
@@ -478,6 +480,122 @@ runner_admit(struct runner *r, uint64_t need, struct mr_buf *err)
 	return 0;
 }
 
+/* The in-flight recipients, by lower-cased address, for the scan. */
+struct runner_settle {
+	struct runner			*r;
+	struct recovery_load_stats	*st;
+	struct mr_hmap			*index;
+	struct csv_parser		*cp;
+	struct mr_buf			 key;
+	struct mr_buf			 tmp;
+	uint64_t			 settled;
+};
+
+static void
+runner_lower(struct mr_buf *b, const char *p, size_t n)
+{
+	size_t i;
+
+	mr_buf_reset(b);
+	for (i = 0; i < n; i++)
+		mr_buf_putc(b, (char)tolower((unsigned char)p[i]));
+}
+
+static bool
+runner_settle_eq(void *arg, uint32_t value, const void *key, size_t len)
+{
+	struct runner_settle *rs = arg;
+	const struct csv_field *f;
+	const char *p;
+	size_t n, nf;
+
+	f = list_fields(rs->r->list, rs->cp, rs->st->inflight_rcpts[value],
+	    &nf);
+	if (f == NULL)
+		return false;
+	list_email(rs->r->list, f, &p, &n);
+	runner_lower(&rs->tmp, p, n);
+	return n == len && memcmp(rs->tmp.data, key, len) == 0;
+}
+
+static void
+runner_settle_one(void *arg, const char *rcpt, size_t len, bool bounced)
+{
+	struct runner_settle *rs = arg;
+	struct store_campaign *c = rs->r->o->rec;
+	uint32_t i, k;
+
+	runner_lower(&rs->key, rcpt, len);
+	i = mr_hmap_find(rs->index, mr_hash(rs->key.data, len), rs->key.data,
+	    len);
+	if (i == MR_HMAP_NONE)
+		return;
+	k = rs->st->inflight_rcpts[i];
+	if (recovery_is_final(rs->r->rec, k))
+		return;
+	recovery_settle(rs->r->rec, k, bounced);
+	if (bounced)
+		c->bounced++;
+	else
+		c->delivered++;
+	rs->settled++;
+}
+
+/*
+ * runner_settle_inflight - an in-flight recipient whose outcome reached
+ * the accounting file (written before the journal) before the crash is
+ * not in flight: its outcome is taken from there, so that it is neither
+ * sent nor accounted twice.  What stays in st->inflight_rcpts is what is
+ * really unknown.
+ */
+static void
+runner_settle_inflight(struct runner *r, struct recovery_load_stats *st)
+{
+	struct runner_settle rs;
+	struct csv_parser *cp;
+	const struct csv_field *f;
+	const char *p;
+	uint64_t i, kept = 0;
+	size_t n, nf;
+	int code;
+
+	if (st->inflight == 0 || r->camp.acct == NULL)
+		return;
+	memset(&rs, 0, sizeof(rs));
+	rs.r = r;
+	rs.st = st;
+	rs.cp = csv_parser_new((size_t)r->cfg->send_max_row_size);
+	rs.index = mr_hmap_new(runner_settle_eq, &rs);
+	/* Keys are copied out of cp before mr_hmap_put() may ask
+	 * runner_settle_eq(), which parses with rs.cp. */
+	cp = csv_parser_new((size_t)r->cfg->send_max_row_size);
+	for (i = 0; i < st->inflight; i++) {
+		f = list_fields(r->list, cp, st->inflight_rcpts[i], &nf);
+		if (f == NULL)
+			continue;
+		list_email(r->list, f, &p, &n);
+		runner_lower(&rs.key, p, n);
+		mr_hmap_put(rs.index, mr_hash(rs.key.data, n), rs.key.data, n,
+		    (uint32_t)i);
+	}
+	csv_parser_free(&cp);
+	code = acct_scan_finals(r->cfg->send_accounting_file,
+	    r->cfg->send_accounting_format, runner_settle_one, &rs);
+	if (code != 0)
+		fprintf(stderr, "mailroom %s: warning: cannot read %s to settle "
+		    "the recipients in flight: %s\n", r->o->prog,
+		    r->cfg->send_accounting_file, mr_strerror(code));
+	for (i = 0; i < st->inflight; i++)
+		if (!recovery_is_final(r->rec, st->inflight_rcpts[i]))
+			st->inflight_rcpts[kept++] = st->inflight_rcpts[i];
+	st->inflight = kept;
+	st->final += rs.settled;
+	mr_hmap_free(&rs.index);
+	csv_parser_free(&rs.cp);
+	mr_buf_release(&rs.key);
+	mr_buf_release(&rs.tmp);
+}
+
 /*
  * runner_account_inflight - a deferred record for each recipient that
  * was in flight at the crash: its message may have arrived, and it is
@@ -530,6 +648,7 @@ runner_recover(struct runner *r, struct mr_buf *err)
 	struct store *s = r->o->store;
 	struct recovery_params p;
 	struct recovery_load_stats st;
+	uint64_t counted = c->delivered + c->bounced;
 	uint32_t k;
 	int code;
 
@@ -553,12 +672,14 @@ runner_recover(struct runner *r, struct mr_buf *err)
 		if (st.replay.report.len)
 			fprintf(stderr, "mailroom %s: warning: %s", r->o->prog,
 			    st.replay.report.data);
-		r->inflight_at_crash = st.inflight;
-		c->inflight_at_crash += st.inflight;
 		c->delivered = st.delivered;
 		c->bounced = st.bounced;
+		runner_settle_inflight(r, &st);
+		r->inflight_at_crash = st.inflight;
+		c->inflight_at_crash += st.inflight;
 		fprintf(r->o->out, "in-flight-at-crash: %" PRIu64 "\n",
 		    st.inflight);
+		fflush(r->o->out);
 		runner_account_inflight(r, &st);
 		fprintf(r->o->out, "resumed: %" PRIu64 " final, %" PRIu64
 		    " deferred, %" PRIu64 " journal records replayed%s\n",
@@ -571,10 +692,13 @@ runner_recover(struct runner *r, struct mr_buf *err)
 	for (k = 0; k < c->nrecipients; k++)
 		if (recovery_is_final(r->rec, k))
 			r->base_final++;
-	code = runner_admit(r, c->nrecipients - r->base_final, err);
+	/* The quota has counted what the last snapshot counted; finals
+	 * found since (journals, accounting file) are consumed by the first
+	 * snapshot below, so they are part of the need. */
+	code = runner_admit(r, c->nrecipients - counted, err);
 	if (code != 0)
 		return code;
-	r->consumed = r->base_final;
+	r->consumed = counted;
 	r->base_delivered = c->delivered;
 	r->base_bounced = c->bounced;
 	r->base_deferrals = c->deferrals;
@@ -886,11 +1010,11 @@ runner_finish(struct runner *r, struct mr_buf *summary, struct mr_buf *err)
 		c->summary = xstrdup(mr_buf_cstr(summary));
 	}
 	code = recovery_snapshot(r->rec, runner_snapshot_cb, r, err);
-	if (code == 0 && r->end == RUNNER_COMPLETE) {
-		if (c->account && *c->account)
-			(void)s->ops->quota_release(s, c->id);
+	if (code == 0 && (r->end == RUNNER_COMPLETE ||
+	    r->end == RUNNER_CANCELLED) && c->account && *c->account)
+		(void)s->ops->quota_release(s, c->id);
+	if (code == 0 && r->end == RUNNER_COMPLETE)
 		recovery_drop_journals(r->rec);
-	}
 	return code == 0 ? 0 : EX_IOERR;
 }
 

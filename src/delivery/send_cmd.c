@@ -171,7 +171,7 @@ send_campaign(struct store *s, const struct send_opts *o,
 		}
 		if (code != 0) {
 			mr_buf_printf(err, "%s", store_error(s));
-			return EX_IOERR;
+			return code == -EBUSY ? EX_TEMPFAIL : EX_IOERR;
 		}
 		if (rec->stage == STORE_STAGE_COMPLETE ||
 		    rec->state == STORE_STATE_DONE) {
@@ -195,10 +195,19 @@ send_campaign(struct store *s, const struct send_opts *o,
 		}
 		memset(rec, 0, sizeof(*rec));
 		rec->name = xstrdup(o->campaign ? o->campaign : name);
-		rec->template_path = xstrdup(o->template_path);
-		rec->list_path = xstrdup(o->list_path);
+		/* Absolute: a resume or the daemon runs elsewhere. */
+		rec->template_path = realpath(o->template_path, NULL);
+		rec->list_path = realpath(o->list_path, NULL);
+		if (rec->template_path == NULL || rec->list_path == NULL) {
+			mr_buf_printf(err, "cannot open %s: %s",
+			    rec->template_path ? o->list_path :
+			    o->template_path, strerror(errno));
+			return EX_NOINPUT;
+		}
 		rec->account = xstrdup(cfg->send_account);
-		rec->options = cstore_encode_options(cl);
+		rec->options = cstore_record_options(cl, err);
+		if (rec->options == NULL)
+			return EX_OSERR;
 		rec->created_at = rec->start_at = (int64_t)time(NULL);
 		rec->stage = STORE_STAGE_CREATED;
 		rec->state = STORE_STATE_SCHEDULED;
@@ -211,7 +220,7 @@ send_campaign(struct store *s, const struct send_opts *o,
 		}
 		if (code != 0) {
 			mr_buf_printf(err, "%s", store_error(s));
-			return EX_IOERR;
+			return code == -EBUSY ? EX_TEMPFAIL : EX_IOERR;
 		}
 	}
 	return cstore_claim(s, rec, cfg, err);

@@ -229,6 +229,19 @@ recovery_load_stats_release(struct recovery_load_stats *st)
 	st->inflight_rcpts = NULL;
 }
 
+void
+recovery_settle(struct recovery *r, uint32_t rcpt, bool bounced)
+{
+	uint16_t v = atomic_load_explicit(&r->state[rcpt],
+	    memory_order_relaxed);
+
+	atomic_store_explicit(&r->state[rcpt], (uint16_t)((v &
+	    RECOVERY_ATTEMPTS) | RECOVERY_FINAL | (bounced ? RECOVERY_BOUNCED :
+	    0)), memory_order_relaxed);
+	atomic_store_explicit(&r->dirty[rcpt / r->chunk_size], 1,
+	    memory_order_relaxed);
+}
+
 /* ---------------------------------------------------------------- */
 /* The loops' side                                                  */
 /* ---------------------------------------------------------------- */

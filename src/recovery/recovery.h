@@ -77,6 +77,13 @@ int recovery_load(struct recovery *r, uint64_t delivered, uint64_t bounced,
 void recovery_load_stats_release(struct recovery_load_stats *st);
 
 /*
+ * recovery_settle - after recovery_load() and before the loops start: an
+ * in-flight recipient whose outcome is known all the same (its accounting
+ * line got out before the crash) is final.  Agent's thread only.
+ */
+void recovery_settle(struct recovery *r, uint32_t rcpt, bool bounced);
+
+/*
  * recovery_writer - the journal of loop `writer` for this generation
  * (opened on first call; owned by r).  NULL with *code_r and err when the
  * journal cannot be made.

@@ -239,3 +239,89 @@ def send(mailroom, tmp_path):
         return peers.run_send(mailroom, workdir, **kw)
 
     return run
+
+
+# ------------------------------------------------- crash and fault tests
+
+@pytest.fixture
+def counting_sink():
+    """Factory: counting_sink(host="127.0.0.2", port=0, delay=0.0)
+    -> peers.CountingSink, started; stopped at teardown."""
+    import peers
+    started = []
+
+    def start(**kw):
+        s = peers.CountingSink(**kw)
+        started.append(s)
+        return s.start()
+
+    yield start
+    for s in started:
+        s.stop()
+
+
+@pytest.fixture
+def rcpt_scripted_peer():
+    """Factory: rcpt_scripted_peer(host="127.0.0.2", port=0,
+    rcpt_replies={addr: reply}, **script) -> peers.RcptScriptedPeer,
+    started; stopped at teardown."""
+    import peers
+    started = []
+
+    def start(**kw):
+        p = peers.RcptScriptedPeer(**kw)
+        started.append(p)
+        return p.start()
+
+    yield start
+    for p in started:
+        p.stop()
+
+
+@pytest.fixture
+def mailroom_bg(mailroom, tmp_path):
+    """Factory: mailroom_bg(args, name="run1", workdir=tmp_path)
+    -> peers.MailroomRun, `mailroom ARGS...` started in the background
+    (stdout/stderr in workdir/NAME.out, NAME.err).  Any still running at
+    teardown is killed by PID."""
+    import peers
+    started = []
+
+    def start(args, name=None, workdir=None):
+        name = name or f"run{len(started) + 1}"
+        run = peers.MailroomRun([mailroom] + list(args),
+                                workdir or tmp_path, name)
+        started.append(run)
+        return run
+
+    yield start
+    for run in started:
+        if run.poll() is None:
+            run.kill()
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """Factory: tmpfs(size="512k", name="tmpfs") -> path of a tmpfs of that
+    size mounted on tmp_path/NAME (needs root: skips otherwise).  Unmounted
+    at teardown, even when the test failed (lazily if still busy)."""
+    mounted = []
+
+    def mount(size="512k", name="tmpfs"):
+        path = tmp_path / name
+        path.mkdir()
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o",
+                            f"size={size},mode=0755", "tmpfs", str(path)],
+                           capture_output=True, text=True, timeout=30)
+        if r.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+        mounted.append(path)
+        return path
+
+    yield mount
+    for path in reversed(mounted):
+        r = subprocess.run(["umount", str(path)], capture_output=True,
+                           timeout=30)
+        if r.returncode != 0:
+            subprocess.run(["umount", "-l", str(path)], capture_output=True,
+                           timeout=30)
