@@ -114,7 +114,7 @@ const struct conf_param conf_params[] = {
 	  OFF(recovery_journal_dir),
 	  "Directory of the recovery journals; empty means the store's path "
 	  "with .journal appended." },
-	{ "recovery", "chunk_size", CONF_INT, "4096", 64, 1048576, NULL,
+	{ "recovery", "chunk_size", CONF_INT, "4096", 64, 65536, NULL,
 	  OFF(recovery_chunk_size),
 	  "Recipients per list chunk, the unit of progress kept in the "
 	  "store (a multiple of 64)." },

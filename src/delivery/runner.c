@@ -652,6 +652,12 @@ runner_recover(struct runner *r, struct mr_buf *err)
 	uint32_t k;
 	int code;
 
+	if (!recovery_chunk_size_ok(c->chunk_size)) {
+		mr_buf_printf(err, "campaign %s: the store records a chunk "
+		    "size of %u recipients, which is not a multiple of 64 "
+		    "from 64 to 65536", c->name, c->chunk_size);
+		return EX_DATAERR;
+	}
 	memset(&p, 0, sizeof(p));
 	p.store = s;
 	p.campaign = c->id;

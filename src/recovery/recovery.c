@@ -12,6 +12,7 @@
 #include "core/mr_log.h"
 #include "core/xalloc.h"
 #include "recovery/recovery.h"
+#include "recovery/visits.h"
 
 #define RECOVERY_FINAL		0x8000u
 #define RECOVERY_INFLIGHT	0x4000u
@@ -36,12 +37,22 @@ struct recovery {
 	struct journal		*journals[RECOVERY_WRITERS_MAX];
 	uint32_t		 njournals;	/* highest writer + 1 */
 
-	uint8_t			*bits;		/* snapshot scratch */
+	uint8_t			*bits;		/* a chunk's bit vector */
+	uint16_t		*vals;		/* a chunk's visit values */
+	uint8_t			*vblob;		/* their encoding */
+	uint32_t		*vlen;		/* per chunk: its length as
+						 * last written */
+	int64_t			 bad_chunk;	/* by recovery_load_visits */
 	uint64_t		 replayed_delivered;	/* by recovery_apply */
 	uint64_t		 replayed_bounced;
-	struct store_rcpt	*rows;
-	size_t			 nrows, rowcap;
 };
+
+bool
+recovery_chunk_size_ok(uint32_t chunk_size)
+{
+	return chunk_size > 0 && chunk_size % 64 == 0 &&
+	    chunk_size <= VISITS_CHUNK_MAX;
+}
 
 struct recovery *
 recovery_new(const struct recovery_params *p)
@@ -49,7 +60,7 @@ recovery_new(const struct recovery_params *p)
 	struct recovery *r = xcalloc(1, sizeof(*r));
 	uint32_t i;
 
-	MR_ASSERT(p->chunk_size > 0 && p->chunk_size % 64 == 0);
+	MR_ASSERT(recovery_chunk_size_ok(p->chunk_size));
 	r->store = p->store;
 	r->campaign = p->campaign;
 	r->n = p->nrecipients;
@@ -64,9 +75,11 @@ recovery_new(const struct recovery_params *p)
 		atomic_init(&r->state[i], 0);
 	for (i = 0; i < r->nchunks; i++)
 		atomic_init(&r->dirty[i], 1);	/* first snapshot: all */
-	/* The bit vectors of all chunks, built by each snapshot. */
-	r->bits = xcalloc((size_t)(r->nchunks ? r->nchunks : 1) *
-	    (r->chunk_size / 8), 1);
+	/* One chunk's worth, built chunk after chunk by each snapshot. */
+	r->bits = xmalloc(r->chunk_size / 8);
+	r->vals = xreallocarray(NULL, r->chunk_size, sizeof(*r->vals));
+	r->vblob = xmalloc(visits_bound(r->chunk_size));
+	r->vlen = xcalloc(r->nchunks ? r->nchunks : 1, sizeof(*r->vlen));
 	pthread_mutex_init(&r->lock, NULL);
 	return r;
 }
@@ -85,7 +98,9 @@ recovery_free(struct recovery **rp)
 	free(r->state);
 	free(r->dirty);
 	free(r->bits);
-	free(r->rows);
+	free(r->vals);
+	free(r->vblob);
+	free(r->vlen);
 	free(r->dir);
 	free(r);
 	*rp = NULL;
@@ -95,20 +110,52 @@ recovery_free(struct recovery **rp)
 /* Rebuilding after a crash                                         */
 /* ---------------------------------------------------------------- */
 
+/* recovery_chunk_len - recipients in chunk c (the last may be short). */
+static uint32_t
+recovery_chunk_len(const struct recovery *r, uint32_t c)
+{
+	uint32_t first = c * r->chunk_size;
+
+	return r->n - first < r->chunk_size ? r->n - first : r->chunk_size;
+}
+
+/* recovery_touch - rcpt's state changed: its chunk is written by the
+ * next snapshot. */
+static void
+recovery_touch(struct recovery *r, uint32_t rcpt)
+{
+	atomic_store_explicit(&r->dirty[rcpt / r->chunk_size], 1,
+	    memory_order_relaxed);
+}
+
+/* A chunk's visit state from the last snapshot (before its bit vector
+ * is applied, which makes final whom it names). */
 static int
-recovery_load_rcpt(void *arg, const struct store_rcpt *row)
+recovery_load_visits(void *arg, uint32_t chunk, const uint8_t *blob,
+    size_t len)
 {
 	struct recovery *r = arg;
+	uint32_t i, n, first;
 	uint16_t v;
 
-	if (row->rcpt >= r->n)
-		return 0;	/* stale row: the list was checked unchanged */
-	v = atomic_load_explicit(&r->state[row->rcpt], memory_order_relaxed);
-	if (v & RECOVERY_FINAL)
-		return 0;
-	v = (uint16_t)((row->attempts & RECOVERY_ATTEMPTS) |
-	    (row->inflight ? RECOVERY_INFLIGHT : 0));
-	atomic_store_explicit(&r->state[row->rcpt], v, memory_order_relaxed);
+	if (chunk >= r->nchunks ||
+	    visits_decode(blob, len, r->vals, recovery_chunk_len(r, chunk))) {
+		r->bad_chunk = chunk;
+		return -EIO;
+	}
+	n = recovery_chunk_len(r, chunk);
+	first = chunk * r->chunk_size;
+	for (i = 0; i < n; i++) {
+		if (r->vals[i] == 0)
+			continue;
+		v = (uint16_t)((r->vals[i] & VISITS_ATTEMPTS) >
+		    RECOVERY_ATTEMPTS ? RECOVERY_ATTEMPTS :
+		    r->vals[i] & VISITS_ATTEMPTS);
+		if (r->vals[i] & VISITS_INFLIGHT)
+			v |= RECOVERY_INFLIGHT;
+		atomic_store_explicit(&r->state[first + i], v,
+		    memory_order_relaxed);
+	}
 	return 0;
 }
 
@@ -136,8 +183,6 @@ recovery_apply(void *arg, uint32_t rcpt, uint8_t type, uint16_t attempts)
 	case JOURNAL_BOUNCED:
 		v = (uint16_t)(a | RECOVERY_FINAL |
 		    (type == JOURNAL_BOUNCED ? RECOVERY_BOUNCED : 0));
-		atomic_store_explicit(&r->dirty[rcpt / r->chunk_size], 1,
-		    memory_order_relaxed);
 		if (type == JOURNAL_BOUNCED)
 			r->replayed_bounced++;
 		else
@@ -148,6 +193,7 @@ recovery_apply(void *arg, uint32_t rcpt, uint8_t type, uint16_t attempts)
 		break;
 	}
 	atomic_store_explicit(&r->state[rcpt], v, memory_order_relaxed);
+	recovery_touch(r, rcpt);
 }
 
 int
@@ -164,10 +210,16 @@ recovery_load(struct recovery *r, uint64_t delivered, uint64_t bounced,
 
 	memset(st, 0, sizeof(*st));
 	bits = xcalloc(nbytes ? nbytes : 1, 1);
+	r->bad_chunk = -1;
 	code = r->store->ops->chunks_load(r->store, r->campaign, bits,
-	    nbytes);
+	    nbytes, recovery_load_visits, r);
 	if (code != 0) {
-		mr_buf_printf(err, "%s", store_error(r->store));
+		if (r->bad_chunk >= 0)
+			mr_buf_printf(err, "campaign %lld: the recipient "
+			    "state of chunk %lld in the store is corrupt",
+			    (long long)r->campaign, (long long)r->bad_chunk);
+		else
+			mr_buf_printf(err, "%s", store_error(r->store));
 		free(bits);
 		return code;
 	}
@@ -177,11 +229,8 @@ recovery_load(struct recovery *r, uint64_t delivered, uint64_t bounced,
 			    memory_order_relaxed);
 	}
 	free(bits);
-	code = r->store->ops->rcpt_load(r->store, r->campaign,
-	    recovery_load_rcpt, r);
-	if (code == 0)
-		code = r->store->ops->marks_load(r->store, r->campaign, smarks,
-		    sizeof(smarks) / sizeof(smarks[0]), &nm);
+	code = r->store->ops->marks_load(r->store, r->campaign, smarks,
+	    sizeof(smarks) / sizeof(smarks[0]), &nm);
 	if (code != 0) {
 		mr_buf_printf(err, "%s", store_error(r->store));
 		return code;
@@ -238,8 +287,7 @@ recovery_settle(struct recovery *r, uint32_t rcpt, bool bounced)
 	atomic_store_explicit(&r->state[rcpt], (uint16_t)((v &
 	    RECOVERY_ATTEMPTS) | RECOVERY_FINAL | (bounced ? RECOVERY_BOUNCED :
 	    0)), memory_order_relaxed);
-	atomic_store_explicit(&r->dirty[rcpt / r->chunk_size], 1,
-	    memory_order_relaxed);
+	recovery_touch(r, rcpt);
 }
 
 /* ---------------------------------------------------------------- */
@@ -301,6 +349,7 @@ recovery_intent(struct recovery *r, struct journal *j, uint32_t rcpt,
 	atomic_store_explicit(&r->state[rcpt],
 	    (uint16_t)(recovery_clamp(attempt) | RECOVERY_INFLIGHT),
 	    memory_order_relaxed);
+	recovery_touch(r, rcpt);
 	journal_append(j, rcpt, JOURNAL_INTENT, attempt);
 }
 
@@ -311,8 +360,7 @@ recovery_final(struct recovery *r, struct journal *j, uint32_t rcpt,
 	atomic_store_explicit(&r->state[rcpt],
 	    (uint16_t)(recovery_clamp(attempts) | RECOVERY_FINAL |
 	    (bounced ? RECOVERY_BOUNCED : 0)), memory_order_relaxed);
-	atomic_store_explicit(&r->dirty[rcpt / r->chunk_size], 1,
-	    memory_order_relaxed);
+	recovery_touch(r, rcpt);
 	journal_append(j, rcpt, bounced ? JOURNAL_BOUNCED : JOURNAL_DELIVERED,
 	    attempts);
 }
@@ -323,6 +371,7 @@ recovery_defer(struct recovery *r, struct journal *j, uint32_t rcpt,
 {
 	atomic_store_explicit(&r->state[rcpt], recovery_clamp(attempts),
 	    memory_order_relaxed);
+	recovery_touch(r, rcpt);
 	journal_append(j, rcpt, JOURNAL_DEFER, attempts);
 }
 
@@ -349,17 +398,37 @@ recovery_sync(struct recovery *r)
 	return first;
 }
 
-static void
-recovery_row(struct recovery *r, uint32_t rcpt, uint16_t v)
+/*
+ * recovery_chunk_scan - chunk c's states, read once: its bit vector into
+ * r->bits, its visit values into r->vals, its final recipients counted.
+ * Returns the chunk's count of final recipients.
+ */
+static uint32_t
+recovery_chunk_scan(struct recovery *r, uint32_t c, uint64_t *delivered,
+    uint64_t *bounced)
 {
-	if (r->nrows == r->rowcap) {
-		r->rowcap = r->rowcap ? r->rowcap * 2 : 1024;
-		r->rows = xreallocarray(r->rows, r->rowcap, sizeof(*r->rows));
+	uint32_t i, n = recovery_chunk_len(r, c), first = c * r->chunk_size;
+	uint32_t ndone = 0;
+	uint16_t v;
+
+	memset(r->bits, 0, r->chunk_size / 8);
+	for (i = 0; i < n; i++) {
+		v = atomic_load_explicit(&r->state[first + i],
+		    memory_order_relaxed);
+		r->vals[i] = 0;
+		if (v & RECOVERY_FINAL) {
+			if (v & RECOVERY_BOUNCED)
+				(*bounced)++;
+			else
+				(*delivered)++;
+			r->bits[i / 8] |= (uint8_t)(1u << (i % 8));
+			ndone++;
+		} else if (v & (RECOVERY_ATTEMPTS | RECOVERY_INFLIGHT)) {
+			r->vals[i] = (uint16_t)((v & RECOVERY_ATTEMPTS) |
+			    (v & RECOVERY_INFLIGHT ? VISITS_INFLIGHT : 0));
+		}
 	}
-	r->rows[r->nrows].rcpt = rcpt;
-	r->rows[r->nrows].attempts = v & RECOVERY_ATTEMPTS;
-	r->rows[r->nrows].inflight = (v & RECOVERY_INFLIGHT) != 0;
-	r->nrows++;
+	return ndone;
 }
 
 int
@@ -369,11 +438,10 @@ recovery_snapshot(struct recovery *r, recovery_snapshot_cb *cb, void *arg,
 	struct store *s = r->store;
 	struct store_mark marks[RECOVERY_WRITERS_MAX];
 	struct journal_mark jm[RECOVERY_WRITERS_MAX];
-	uint32_t i, c, k, ndone, nj;
+	uint32_t i, c, ndone, nj;
 	uint64_t delivered = 0, bounced = 0;
-	uint8_t *dirty_now, *final_bits;
-	uint16_t v;
-	size_t nm = 0;
+	uint8_t *dirty_now;
+	size_t nm = 0, vlen;
 	int code;
 
 	/* Positions first, states after (see the header). */
@@ -389,42 +457,27 @@ recovery_snapshot(struct recovery *r, recovery_snapshot_cb *cb, void *arg,
 		nm++;
 	}
 	dirty_now = xcalloc(r->nchunks ? r->nchunks : 1, 1);
-	final_bits = r->bits;
-	memset(final_bits, 0, (size_t)r->nchunks * (r->chunk_size / 8));
 	for (c = 0; c < r->nchunks; c++)
 		dirty_now[c] = atomic_exchange_explicit(&r->dirty[c], 0,
 		    memory_order_acq_rel);
-	/* One scan: the sparse rows, and the counts, which thereby agree
-	 * with the bit vectors written below (a recipient made final after
-	 * the scan is in neither, and is replayed after a crash). */
-	r->nrows = 0;
-	for (k = 0; k < r->n; k++) {
-		v = atomic_load_explicit(&r->state[k], memory_order_relaxed);
-		if (v & RECOVERY_FINAL) {
-			if (v & RECOVERY_BOUNCED)
-				bounced++;
-			else
-				delivered++;
-			final_bits[k / 8] |= (uint8_t)(1u << (k % 8));
-		} else if (v & (RECOVERY_ATTEMPTS | RECOVERY_INFLIGHT)) {
-			recovery_row(r, k, v);
-		}
-	}
+	/*
+	 * One read of each state: the counts, the bit vectors and the
+	 * visit state all come from it, and so agree (a recipient changed
+	 * after its chunk was read is in none of them, and is replayed
+	 * from the journal after a crash).  Only changed chunks are
+	 * written.
+	 */
 	code = s->ops->begin(s);
 	for (c = 0; code == 0 && c < r->nchunks; c++) {
-		const uint8_t *cb8 = final_bits + (size_t)c *
-		    (r->chunk_size / 8);
-
+		ndone = recovery_chunk_scan(r, c, &delivered, &bounced);
 		if (!dirty_now[c])
 			continue;
-		ndone = 0;
-		for (k = 0; k < r->chunk_size / 8; k++)
-			ndone += (uint32_t)__builtin_popcount(cb8[k]);
-		code = s->ops->chunk_save(s, r->campaign, c, cb8,
-		    r->chunk_size / 8, ndone);
+		vlen = visits_encode(r->vals, recovery_chunk_len(r, c),
+		    r->vblob);
+		code = s->ops->chunk_save(s, r->campaign, c, r->bits,
+		    r->chunk_size / 8, ndone, r->vblob, vlen);
+		r->vlen[c] = (uint32_t)vlen;
 	}
-	if (code == 0)
-		code = s->ops->rcpt_replace(s, r->campaign, r->rows, r->nrows);
 	if (code == 0)
 		code = s->ops->marks_replace(s, r->campaign, marks, nm);
 	if (code == 0 && cb != NULL)
@@ -467,7 +520,11 @@ recovery_drop_journals(struct recovery *r)
 uint64_t
 recovery_state_bytes(struct recovery *r)
 {
-	return journal_disk_bytes(r->dir, r->campaign) +
-	    (uint64_t)r->nchunks * (r->chunk_size / 8) +
-	    (uint64_t)r->nrows * 8;
+	uint64_t sum = journal_disk_bytes(r->dir, r->campaign) +
+	    (uint64_t)r->nchunks * (r->chunk_size / 8);
+	uint32_t c;
+
+	for (c = 0; c < r->nchunks; c++)
+		sum += r->vlen[c];
+	return sum;
 }

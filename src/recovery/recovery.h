@@ -44,7 +44,7 @@ struct recovery_params {
 	struct store	*store;		/* borrowed, the agent's */
 	int64_t		 campaign;
 	uint32_t	 nrecipients;
-	uint32_t	 chunk_size;	/* a multiple of 64 */
+	uint32_t	 chunk_size;	/* recovery_chunk_size_ok() */
 	const char	*journal_dir;	/* copied */
 	size_t		 segment_size;
 	int64_t		 generation;	/* this run's */
@@ -61,6 +61,9 @@ struct recovery_load_stats {
 	struct journal_replay_stats replay;
 };
 
+/* recovery_chunk_size_ok - whether recovery_new() takes this chunk size
+ * (a multiple of 64, at most 65536). */
+bool recovery_chunk_size_ok(uint32_t chunk_size);
 struct recovery *recovery_new(const struct recovery_params *p);
 /* recovery_free - closes the journals; their files stay. */
 void recovery_free(struct recovery **rp);
@@ -116,8 +119,8 @@ typedef int recovery_snapshot_cb(void *arg, struct store *s,
 
 /*
  * recovery_snapshot - fold the state into the store in one transaction:
- * the bit vectors of chunks that changed, the deferred and in-flight
- * recipients, each journal's mark, and what cb adds; then remove the
+ * the chunks that changed (bit vector and visit state: the attempt counts
+ * of deferred recipients and the in-flight flags), each journal's mark, and what cb adds; then remove the
  * journal segments that are now folded.  0, or a negative code with a
  * message in err (the store is then as before).
  */
@@ -126,8 +129,9 @@ int recovery_snapshot(struct recovery *r, recovery_snapshot_cb *cb,
 /* recovery_drop_journals - remove every segment of the campaign. */
 void recovery_drop_journals(struct recovery *r);
 
-/* recovery_state_bytes - bytes the recovery state takes on disk now:
- * journal files plus the bit vectors and sparse rows in the store. */
+/* recovery_state_bytes - bytes the recovery state takes on disk: the
+ * journal files now, plus the chunks' bit vectors and visit state as the
+ * last snapshot wrote them. */
 uint64_t recovery_state_bytes(struct recovery *r);
 
 #endif

@@ -1,8 +1,8 @@
 /*
  * store.h - the persistent store: campaigns and their stage checkpoints,
- * list chunks with their progress bit vectors, the deferred and in-flight
- * recipients of the last snapshot, journal marks, sending accounts and
- * quota counters (SPEC D10, D12, D16; M5).
+ * list chunks with their progress bit vectors and the visit state of
+ * their deferred and in-flight recipients, journal marks, sending accounts
+ * and quota counters (SPEC D10, D12, D16; M5).
  *
  * One interface, a table of operations that a backend fills in: SQLite
  * (store_sqlite.c, the embedded default) now; PostgreSQL, for several
@@ -97,13 +97,6 @@ struct store_campaign {
 	char		*summary;	/* the delivery summary, when complete */
 };
 
-/* The sparse per-recipient state a snapshot keeps (D10). */
-struct store_rcpt {
-	uint32_t	rcpt;		/* index in the campaign's recipients */
-	uint16_t	attempts;	/* visit count */
-	bool		inflight;	/* sent, outcome not yet recorded */
-};
-
 /* A journal mark: records of (generation, writer) up to seq are folded. */
 struct store_mark {
 	int64_t		generation;
@@ -131,7 +124,9 @@ struct store_quota {
 };
 
 typedef int store_campaign_cb(void *arg, const struct store_campaign *c);
-typedef int store_rcpt_cb(void *arg, const struct store_rcpt *r);
+/* A chunk's visit state, as chunk_save was given it (len > 0). */
+typedef int store_visits_cb(void *arg, uint32_t chunk, const uint8_t *v,
+    size_t len);
 typedef int store_account_cb(void *arg, const struct store_account *a);
 
 enum store_open_flags {
@@ -182,25 +177,28 @@ struct store_ops {
 	int	(*campaign_due)(struct store *s, int64_t now, int64_t *ids,
 		    size_t max, size_t *n_r);
 
-	/* Chunks: bit vectors of the recipients that reached a final
-	 * state, chunk_size recipients each (the last may be shorter). */
+	/*
+	 * Chunks: bit vectors of the recipients that reached a final state,
+	 * chunk_size recipients each (the last may be shorter), and each
+	 * chunk's visit state: the attempt counts and in-flight flags of its
+	 * recipients that are not final, an opaque blob the recovery module
+	 * encodes (none when every such count is zero).
+	 */
 	int	(*chunks_init)(struct store *s, int64_t campaign,
 		    uint32_t nchunks, uint32_t chunk_size,
 		    uint32_t nrecipients);
 	/* chunks_load - all bit vectors, chunk after chunk, into bits
-	 * (nrecipients bits rounded up to whole chunks of bytes). */
+	 * (nrecipients bits rounded up to whole chunks of bytes); then
+	 * cb(arg, chunk, blob, len) for each chunk that has visit state, in
+	 * chunk order (cb may be NULL; a value it returns ends the load). */
 	int	(*chunks_load)(struct store *s, int64_t campaign,
-		    uint8_t *bits, size_t nbytes);
+		    uint8_t *bits, size_t nbytes, store_visits_cb *cb,
+		    void *arg);
+	/* chunk_save - one chunk's bits (chunk_size / 8 bytes), their count
+	 * of ones, and its visit state (NULL or len 0: none). */
 	int	(*chunk_save)(struct store *s, int64_t campaign,
 		    uint32_t chunk, const uint8_t *bits, size_t nbytes,
-		    uint32_t ndone);
-
-	/* The sparse recipient state of the last snapshot: replaced
-	 * whole, loaded whole. */
-	int	(*rcpt_replace)(struct store *s, int64_t campaign,
-		    const struct store_rcpt *v, size_t n);
-	int	(*rcpt_load)(struct store *s, int64_t campaign,
-		    store_rcpt_cb *cb, void *arg);
+		    uint32_t ndone, const uint8_t *visits, size_t nvisits);
 
 	/* Journal marks: replaced whole by each snapshot. */
 	int	(*marks_replace)(struct store *s, int64_t campaign,

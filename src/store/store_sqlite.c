@@ -99,17 +99,9 @@ static const char *const store_sqlite_migrations[] = {
 	"  idx INTEGER NOT NULL,"
 	"  bits BLOB NOT NULL,"
 	"  ndone INTEGER NOT NULL DEFAULT 0,"
+	"  visits BLOB,"		/* NULL: none */
 	"  PRIMARY KEY (campaign, idx)"
 	");"
-	/* Small rows read in key order: clustered on the key. */
-	"CREATE TABLE rcpt_state ("
-	"  campaign INTEGER NOT NULL"
-	"    REFERENCES campaigns (id) ON DELETE CASCADE,"
-	"  rcpt INTEGER NOT NULL,"
-	"  attempts INTEGER NOT NULL,"
-	"  inflight INTEGER NOT NULL,"
-	"  PRIMARY KEY (campaign, rcpt)"
-	") WITHOUT ROWID;"
 	"CREATE TABLE journal_marks ("
 	"  campaign INTEGER NOT NULL"
 	"    REFERENCES campaigns (id) ON DELETE CASCADE,"
@@ -190,9 +182,6 @@ enum store_sqlite_st {
 	STORE_SQLITE_CHUNK_LOAD,
 	STORE_SQLITE_CHUNK_SAVE,
 	STORE_SQLITE_CHUNK_LEN,
-	STORE_SQLITE_RCPT_CLEAR,
-	STORE_SQLITE_RCPT_INSERT,
-	STORE_SQLITE_RCPT_LOAD,
 	STORE_SQLITE_MARK_CLEAR,
 	STORE_SQLITE_MARK_INSERT,
 	STORE_SQLITE_MARK_LOAD,
@@ -261,20 +250,13 @@ static const char *const store_sqlite_sql[STORE_SQLITE_NST] = {
 	    "INSERT INTO chunks (campaign, idx, bits, ndone) "
 	    "VALUES (?1, ?2, zeroblob(?3), 0)",
 	[STORE_SQLITE_CHUNK_LOAD] =
-	    "SELECT idx, bits FROM chunks WHERE campaign = ?1 ORDER BY idx",
+	    "SELECT idx, bits, visits FROM chunks WHERE campaign = ?1 "
+	    "ORDER BY idx",
 	[STORE_SQLITE_CHUNK_SAVE] =
-	    "UPDATE chunks SET bits = ?4, ndone = ?5 "
+	    "UPDATE chunks SET bits = ?4, ndone = ?5, visits = ?6 "
 	    "WHERE campaign = ?1 AND idx = ?2 AND length(bits) = ?3",
 	[STORE_SQLITE_CHUNK_LEN] =
 	    "SELECT length(bits) FROM chunks WHERE campaign = ?1 AND idx = ?2",
-	[STORE_SQLITE_RCPT_CLEAR] =
-	    "DELETE FROM rcpt_state WHERE campaign = ?1",
-	[STORE_SQLITE_RCPT_INSERT] =
-	    "INSERT INTO rcpt_state (campaign, rcpt, attempts, inflight) "
-	    "VALUES (?1, ?2, ?3, ?4)",
-	[STORE_SQLITE_RCPT_LOAD] =
-	    "SELECT rcpt, attempts, inflight FROM rcpt_state "
-	    "WHERE campaign = ?1 ORDER BY rcpt",
 	[STORE_SQLITE_MARK_CLEAR] =
 	    "DELETE FROM journal_marks WHERE campaign = ?1",
 	[STORE_SQLITE_MARK_INSERT] =
@@ -1280,14 +1262,14 @@ store_sqlite_chunks_init(struct store *s, int64_t campaign,
 
 static int
 store_sqlite_chunks_load(struct store *s, int64_t campaign, uint8_t *bits,
-    size_t nbytes)
+    size_t nbytes, store_visits_cb *cb, void *arg)
 {
 	struct store_sqlite *ss = store_sqlite_enter(s);
 	sqlite3_stmt *st = ss->st[STORE_SQLITE_CHUNK_LOAD];
 	const void *blob;
 	size_t off = 0, len;
 	int64_t idx = 0;
-	int rc;
+	int rc, cbrc;
 
 	sqlite3_bind_int64(st, 1, campaign);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -1308,6 +1290,13 @@ store_sqlite_chunks_load(struct store *s, int64_t campaign, uint8_t *bits,
 		if (len > 0)
 			memcpy(bits + off, blob, len);
 		off += len;
+		blob = sqlite3_column_blob(st, 2);
+		len = (size_t)sqlite3_column_bytes(st, 2);
+		if (cb != NULL && len > 0 &&
+		    (cbrc = cb(arg, (uint32_t)idx, blob, len)) != 0) {
+			rc = cbrc;
+			goto out;
+		}
 		idx++;
 	}
 	if (rc != SQLITE_DONE) {
@@ -1329,21 +1318,27 @@ out:
 
 static int
 store_sqlite_chunk_save(struct store *s, int64_t campaign, uint32_t chunk,
-    const uint8_t *bits, size_t nbytes, uint32_t ndone)
+    const uint8_t *bits, size_t nbytes, uint32_t ndone,
+    const uint8_t *visits, size_t nvisits)
 {
 	struct store_sqlite *ss = store_sqlite_enter(s);
 	sqlite3_stmt *st = ss->st[STORE_SQLITE_CHUNK_SAVE];
 	int64_t len;
 	int rc;
 
-	if (nbytes > INT32_MAX)
+	if (nbytes > INT32_MAX || nvisits > INT32_MAX)
 		return store_fail(s, -EINVAL, "store %s: chunk_save: %zu "
-		    "bytes is too large a chunk", s->path, nbytes);
+		    "bytes is too large a chunk", s->path, nbytes > nvisits ?
+		    nbytes : nvisits);
 	sqlite3_bind_int64(st, 1, campaign);
 	sqlite3_bind_int64(st, 2, chunk);
 	sqlite3_bind_int64(st, 3, (int64_t)nbytes);
 	sqlite3_bind_blob(st, 4, bits, (int)nbytes, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 5, ndone);
+	if (visits != NULL && nvisits > 0)
+		sqlite3_bind_blob(st, 6, visits, (int)nvisits, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, 6);
 	if ((rc = store_sqlite_run(ss, st, "chunk_save")) != 0)
 		return rc;
 	if (sqlite3_changes(ss->db) == 1)
@@ -1369,59 +1364,7 @@ store_sqlite_chunk_save(struct store *s, int64_t campaign, uint32_t chunk,
 	return rc;
 }
 
-/* Recipient state and journal marks. */
-
-static int
-store_sqlite_rcpt_replace(struct store *s, int64_t campaign,
-    const struct store_rcpt *v, size_t n)
-{
-	struct store_sqlite *ss = store_sqlite_enter(s);
-	sqlite3_stmt *st = ss->st[STORE_SQLITE_RCPT_INSERT];
-	enum store_sqlite_txn txn;
-	size_t i;
-	int rc;
-
-	if ((rc = store_sqlite_op_begin(ss, "rcpt_replace", true, &txn)) != 0)
-		return rc;
-	sqlite3_bind_int64(ss->st[STORE_SQLITE_RCPT_CLEAR], 1, campaign);
-	rc = store_sqlite_run(ss, ss->st[STORE_SQLITE_RCPT_CLEAR],
-	    "rcpt_replace");
-	for (i = 0; rc == 0 && i < n; i++) {
-		sqlite3_bind_int64(st, 1, campaign);
-		sqlite3_bind_int64(st, 2, v[i].rcpt);
-		sqlite3_bind_int(st, 3, v[i].attempts);
-		sqlite3_bind_int(st, 4, v[i].inflight ? 1 : 0);
-		rc = store_sqlite_run(ss, st, "rcpt_replace");
-	}
-	return store_sqlite_op_end(ss, "rcpt_replace", txn, rc);
-}
-
-static int
-store_sqlite_rcpt_load(struct store *s, int64_t campaign, store_rcpt_cb *cb,
-    void *arg)
-{
-	struct store_sqlite *ss = store_sqlite_enter(s);
-	sqlite3_stmt *st = ss->st[STORE_SQLITE_RCPT_LOAD];
-	struct store_rcpt r;
-	int rc, cbrc = 0;
-
-	sqlite3_bind_int64(st, 1, campaign);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		r.rcpt = (uint32_t)sqlite3_column_int64(st, 0);
-		r.attempts = (uint16_t)sqlite3_column_int(st, 1);
-		r.inflight = sqlite3_column_int(st, 2) != 0;
-		if ((cbrc = cb(arg, &r)) != 0)
-			break;
-	}
-	if (cbrc != 0)
-		rc = cbrc;
-	else if (rc == SQLITE_DONE)
-		rc = 0;
-	else
-		rc = store_sqlite_err(ss, "rcpt_load", rc);
-	store_sqlite_reset(st);
-	return rc;
-}
+/* Journal marks. */
 
 static int
 store_sqlite_marks_replace(struct store *s, int64_t campaign,
@@ -1830,8 +1773,6 @@ static const struct store_ops store_sqlite_ops = {
 	.chunks_init = store_sqlite_chunks_init,
 	.chunks_load = store_sqlite_chunks_load,
 	.chunk_save = store_sqlite_chunk_save,
-	.rcpt_replace = store_sqlite_rcpt_replace,
-	.rcpt_load = store_sqlite_rcpt_load,
 	.marks_replace = store_sqlite_marks_replace,
 	.marks_load = store_sqlite_marks_load,
 	.account_put = store_sqlite_account_put,

@@ -5,6 +5,7 @@
  * recipients in flight at a "crash" found and counted, journals pruned.
  */
 #include <setjmp.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -268,6 +269,90 @@ test_final_is_sticky_on_replay(void **state)
 	mr_buf_release(&err);
 }
 
+/*
+ * Every recipient deferred (a large domain greylisting the whole list):
+ * the snapshot keeps each attempt count in at most a byte a recipient
+ * plus the bit vectors, and a chunk that did not change since keeps
+ * what the snapshot before wrote.
+ */
+static void
+test_many_deferred(void **state)
+{
+	struct recovery *r = new_recovery(1), *again;
+	struct journal *j;
+	struct recovery_load_stats ls;
+	struct mr_buf err = MR_BUF_INIT;
+	struct counts c = { 0, 0, 0 };
+	uint64_t bytes;
+	uint32_t k;
+
+	(void)state;
+	j = writer(r, 0);
+	for (k = 0; k < N; k++)
+		recovery_defer(r, j, k, (uint16_t)(1 + k % 100));
+	recovery_intent(r, j, 42, 7);
+	assert_int_equal(recovery_snapshot(r, count_cb, &c, &err), 0);
+	/* The journal is folded: what is left is the store's part. */
+	recovery_drop_journals(r);
+	bytes = recovery_state_bytes(r);
+	print_message("%u deferred recipients: %llu bytes of state\n", N,
+	    (unsigned long long)bytes);
+	/* A byte a recipient, a whole chunk of bits per chunk (the last
+	 * one is short but stored whole) and a form byte per chunk. */
+	assert_true(bytes <= N + ((N + CHUNK - 1) / CHUNK) * (CHUNK / 8 + 1));
+	/* Later, only chunk 5 changes; a count past 127 there. */
+	j = writer(r, 1);
+	recovery_defer(r, j, 5 * CHUNK + 3, 300);
+	recovery_final(r, j, 5 * CHUNK + 4, false, 1);
+	assert_int_equal(recovery_snapshot(r, count_cb, &c, &err), 0);
+	assert_int_equal(c.delivered, 1);
+	recovery_free(&r);
+
+	again = new_recovery(3);
+	assert_int_equal(recovery_load(again, c.delivered, c.bounced, &ls,
+	    &err), 0);
+	assert_int_equal(ls.replay.records, 0);
+	assert_int_equal(ls.final, 1);
+	assert_int_equal(ls.inflight, 1);
+	assert_int_equal(ls.inflight_rcpts[0], 42);
+	assert_int_equal(ls.deferred, N - 2);
+	for (k = 0; k < N; k++) {
+		if (k == 42)
+			assert_int_equal(recovery_attempts(again, k), 7);
+		else if (k == 5 * CHUNK + 3)
+			assert_int_equal(recovery_attempts(again, k), 300);
+		else if (k == 5 * CHUNK + 4)
+			assert_true(recovery_is_final(again, k));
+		else
+			assert_int_equal(recovery_attempts(again, k),
+			    1 + k % 100);
+	}
+	recovery_load_stats_release(&ls);
+	recovery_free(&again);
+	mr_buf_release(&err);
+}
+
+/* A visit blob the store gives back damaged: the load fails, naming the
+ * chunk, instead of guessing attempt counts. */
+static void
+test_corrupt_visits(void **state)
+{
+	static const uint8_t bits[CHUNK / 8];
+	static const uint8_t bad[] = { 1, 0xff, 0xff, 1, 0 };	/* past n */
+	struct recovery *r = new_recovery(1);
+	struct recovery_load_stats ls;
+	struct mr_buf err = MR_BUF_INIT;
+
+	(void)state;
+	assert_int_equal(st->ops->chunk_save(st, campaign, 3, bits,
+	    sizeof(bits), 0, bad, sizeof(bad)), 0);
+	assert_int_equal(recovery_load(r, 0, 0, &ls, &err), -EIO);
+	assert_non_null(strstr(mr_buf_cstr(&err), "state of chunk 3"));
+	recovery_load_stats_release(&ls);
+	recovery_free(&r);
+	mr_buf_release(&err);
+}
+
 int
 main(void)
 {
@@ -278,6 +363,10 @@ main(void)
 		    test_journal_after_snapshot_is_replayed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_final_is_sticky_on_replay,
 		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_many_deferred, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_corrupt_visits, setup,
+		    teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
