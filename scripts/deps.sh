@@ -9,7 +9,7 @@ build="gcc libc6-dev meson ninja-build pkg-config libevent-dev libc-ares-dev \
 libssl-dev libinih-dev libxxhash-dev libcmocka-dev libsqlite3-dev"
 demo="postfix"
 test="postfix dnsmasq openssl swaks python3-pytest python3-aiosmtpd \
-python3-dnslib"
+python3-dnslib dovecot-core dovecot-pop3d dovecot-imapd dovecot-lmtpd curl"
 
 want="$build"
 for what in "$@"; do
@@ -33,6 +33,16 @@ echo "deps.sh: installing:$missing"
 # start one: we only use its smtp-sink and smtp-source test tools.
 echo "postfix postfix/main_mailer_type select No configuration" |
     debconf-set-selections
+# Nor may Dovecot's package start a system Dovecot: the tests run their
+# own instances.  Without a policy of the machine's own, forbid starting
+# services for the length of this install.
+policy=""
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+	policy=/usr/sbin/policy-rc.d
+	printf '#!/bin/sh\nexit 101\n' > "$policy"
+	chmod 755 "$policy"
+	trap 'rm -f "$policy"' EXIT
+fi
 apt-get update -qq
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
     $missing >/dev/null

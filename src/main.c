@@ -25,6 +25,8 @@ static const struct {
 	  "add, list, show, pause, resume, cancel campaigns" },
 	{ "account", account_cmd,
 	  "sending accounts and their allowances (quotas)" },
+	{ "pop3-proxy", pop3_proxy_cmd,
+	  "the POP3 edge proxy: answer empty mailbox checks locally" },
 	{ "resolve", resolve_cmd,
 	  "show where mail for domains goes (routes, MX, addresses)" },
 	{ "config", config_cmd,

@@ -629,6 +629,15 @@ conf_write_doc(FILE *fp)
 	mr_buf_release(&b);
 }
 
+/* conf_is_secret - parameters named *_secret hold credentials. */
+static bool
+conf_is_secret(const struct conf_param *p)
+{
+	size_t n = strlen(p->name);
+
+	return n >= 6 && strcmp(p->name + n - 6, "secret") == 0;
+}
+
 void
 conf_write_effective(const struct mr_config *cfg, FILE *fp)
 {
@@ -654,6 +663,11 @@ conf_write_effective(const struct mr_config *cfg, FILE *fp)
 		}
 		mr_buf_reset(&b);
 		conf_format_value(p, conf_cfield(cfg, p), &b);
+		/* A secret is never shown: not on a terminal, not in a log. */
+		if (conf_is_secret(p) && b.len > 0) {
+			fprintf(fp, "# %s = (set, not shown)\n", p->name);
+			continue;
+		}
 		fprintf(fp, "%s = %s\n", p->name, mr_buf_cstr(&b));
 	}
 	mr_buf_release(&b);

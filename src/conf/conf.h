@@ -25,6 +25,12 @@ struct conf_list {
 };
 
 enum conf_acct_format { CONF_ACCT_CSV, CONF_ACCT_JSON };
+/* pop3_proxy.rule: which events end a user's attenuation (seed 000). */
+enum conf_attenuation {
+	CONF_ATT_TIME_DEMAND,	/* the interval, or a new-mail notification */
+	CONF_ATT_TIME,		/* the interval only */
+	CONF_ATT_DEMAND,	/* a notification only */
+};
 enum conf_tls_policy {
 	CONF_TLS_NONE,		/* never STARTTLS */
 	CONF_TLS_MAY,		/* STARTTLS when offered, no verification */
@@ -112,6 +118,26 @@ struct mr_config {
 	long long	 queue_max_attempts;
 	long long	 queue_max_age;
 	long long	 queue_host_down_time;
+
+	/* [pop3_proxy] */
+	char		*pop3_proxy_listen;
+	char		*pop3_proxy_backend;
+	long long	 pop3_proxy_interval;
+	int		 pop3_proxy_rule;	/* enum conf_attenuation */
+	long long	 pop3_proxy_one_in;
+	long long	 pop3_proxy_session_timeout;
+	long long	 pop3_proxy_idle_timeout;
+	long long	 pop3_proxy_backend_timeout;
+	long long	 pop3_proxy_max_users;
+	long long	 pop3_proxy_max_sessions;
+	long long	 pop3_proxy_max_auth_failures;
+	bool		 pop3_proxy_xclient;
+	long long	 pop3_proxy_gc_interval;
+	long long	 pop3_proxy_stats_interval;
+	char		*pop3_proxy_notify_listen;
+	char		*pop3_proxy_notify_secret;
+	struct conf_list pop3_proxy_notify_allow;
+	char		*pop3_proxy_http_listen;
 };
 
 void conf_init(struct mr_config *cfg);

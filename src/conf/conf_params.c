@@ -21,6 +21,9 @@ static const char *const conf_log_levels[] = {
 	"err", "warn", "info", "debug", NULL,
 };
 static const char *const conf_acct_formats[] = { "csv", "json", NULL };
+static const char *const conf_attenuations[] = {
+	"time+demand", "time", "demand", NULL,
+};
 static const char *const conf_tls_policies[] = {
 	"none", "may", "encrypt", "verify", NULL,
 };
@@ -255,6 +258,81 @@ const struct conf_param conf_params[] = {
 	  OFF(queue_host_down_time),
 	  "After a failed connection a host is skipped this long (the next "
 	  "MX is used)." },
+
+	/* [pop3_proxy] */
+	{ "pop3_proxy", "listen", CONF_STRING, "", 0, 0, NULL,
+	  OFF(pop3_proxy_listen),
+	  "Address the POP3 edge proxy listens on, ADDR:PORT (port 110 when "
+	  "left out); required for pop3-proxy." },
+	{ "pop3_proxy", "backend", CONF_STRING, "", 0, 0, NULL,
+	  OFF(pop3_proxy_backend),
+	  "The POP3 server behind the proxy, HOST:PORT (port 110 when left "
+	  "out); required for pop3-proxy." },
+	{ "pop3_proxy", "interval", CONF_DURATION, "5m", SEC, DAY, NULL,
+	  OFF(pop3_proxy_interval),
+	  "Attenuation interval n: after a check found the mailbox empty, the "
+	  "user's checks are answered \"no mail\" locally this long." },
+	{ "pop3_proxy", "rule", CONF_ENUM, "time+demand", 0, 0,
+	  conf_attenuations, OFF(pop3_proxy_rule),
+	  "What lets a user's next check through: time+demand (the interval "
+	  "ran out, or a new-mail notification came; the seed's preferred "
+	  "rule), time, or demand (notifications only; the interval is then "
+	  "only a safety net of one day)." },
+	{ "pop3_proxy", "one_in", CONF_INT, "0", 0, 1000000, NULL,
+	  OFF(pop3_proxy_one_in),
+	  "When set to m, also let one check in m through while attenuated "
+	  "(the seed's count rule); 0 turns it off." },
+	{ "pop3_proxy", "session_timeout", CONF_DURATION, "2m", SEC, HOUR,
+	  NULL, OFF(pop3_proxy_session_timeout),
+	  "Session timer of a locally answered session: it is closed this "
+	  "long after its login." },
+	{ "pop3_proxy", "idle_timeout", CONF_DURATION, "10m", SEC, DAY, NULL,
+	  OFF(pop3_proxy_idle_timeout),
+	  "A client silent this long is disconnected (RFC 1939's autologout "
+	  "timer, at least 10 minutes by the RFC)." },
+	{ "pop3_proxy", "backend_timeout", CONF_DURATION, "30s", 100, HOUR,
+	  NULL, OFF(pop3_proxy_backend_timeout),
+	  "Longest wait for the backend to connect or answer." },
+	{ "pop3_proxy", "max_users", CONF_INT, "1000000", 1, 100000000, NULL,
+	  OFF(pop3_proxy_max_users),
+	  "Entries in the user table; when it is full the idle entries "
+	  "nearest to expiry are evicted." },
+	{ "pop3_proxy", "max_sessions", CONF_INT, "10000", 1, 1000000, NULL,
+	  OFF(pop3_proxy_max_sessions),
+	  "Client connections at once; more are refused with -ERR [SYS/TEMP]." },
+	{ "pop3_proxy", "max_auth_failures", CONF_INT, "3", 1, 100, NULL,
+	  OFF(pop3_proxy_max_auth_failures),
+	  "Failed logins on one connection before it is closed." },
+	{ "pop3_proxy", "xclient", CONF_BOOL, "yes", 0, 0, NULL,
+	  OFF(pop3_proxy_xclient),
+	  "Pass the client's address to the backend with XCLIENT when it "
+	  "offers it (Dovecot with login_trusted_networks), so its logs and "
+	  "auth penalties name the client, not the proxy." },
+	{ "pop3_proxy", "gc_interval", CONF_DURATION, "1m", SEC, DAY, NULL,
+	  OFF(pop3_proxy_gc_interval),
+	  "How often entries past their expiry are removed from the user "
+	  "table." },
+	{ "pop3_proxy", "stats_interval", CONF_DURATION, "1m", SEC, DAY, NULL,
+	  OFF(pop3_proxy_stats_interval),
+	  "How often the counters are written to the log." },
+	{ "pop3_proxy", "notify_listen", CONF_STRING, "", 0, 0, NULL,
+	  OFF(pop3_proxy_notify_listen),
+	  "Address of the NOTIFY line protocol (new-mail notifications); "
+	  "empty: off." },
+	{ "pop3_proxy", "notify_secret", CONF_STRING, "", 0, 0, NULL,
+	  OFF(pop3_proxy_notify_secret),
+	  "Shared secret that notifications must carry (NOTIFY MAILBOX "
+	  "SECRET; the password of HTTP basic authentication). Empty: "
+	  "notifications are accepted from loopback only. Never logged." },
+	{ "pop3_proxy", "notify_allow", CONF_LIST, "127.0.0.0/8,::1/128", 0,
+	  0, NULL, OFF(pop3_proxy_notify_allow),
+	  "Networks (CIDR) notifications are accepted from, on both the "
+	  "NOTIFY and the HTTP endpoint." },
+	{ "pop3_proxy", "http_listen", CONF_STRING, "", 0, 0, NULL,
+	  OFF(pop3_proxy_http_listen),
+	  "Address of the HTTP endpoint: /metrics (Prometheus text) and "
+	  "new-mail notifications from Dovecot's push_notification plugin "
+	  "(OX driver, PUT with JSON); empty: off." },
 };
 
 const size_t conf_nparams = sizeof(conf_params) / sizeof(conf_params[0]);

@@ -148,6 +148,41 @@ mr_hmap_put(struct mr_hmap *m, uint64_t hash, const void *key, size_t len,
 	return MR_HMAP_NONE;
 }
 
+uint32_t
+mr_hmap_del(struct mr_hmap *m, uint64_t hash, const void *key, size_t len)
+{
+	uint32_t frag = (uint32_t)(hash >> 32), value;
+	size_t mask = ((size_t)1 << m->bits) - 1;
+	size_t hole, j, home;
+
+	for (hole = mr_hmap_bucket(frag, m->bits);
+	    m->slots[hole].value != MR_HMAP_NONE; hole = (hole + 1) & mask) {
+		if (m->slots[hole].frag == frag &&
+		    m->eq(m->ctx, m->slots[hole].value, key, len))
+			break;
+	}
+	value = m->slots[hole].value;
+	if (value == MR_HMAP_NONE)
+		return MR_HMAP_NONE;
+	/*
+	 * Backward shift: an entry after the hole moves into it unless its
+	 * home bucket lies cyclically in (hole, j], where it can be found
+	 * without passing the hole.
+	 */
+	for (j = (hole + 1) & mask; m->slots[j].value != MR_HMAP_NONE;
+	    j = (j + 1) & mask) {
+		home = mr_hmap_bucket(m->slots[j].frag, m->bits);
+		if (hole <= j ? (hole < home && home <= j) :
+		    (hole < home || home <= j))
+			continue;
+		m->slots[hole] = m->slots[j];
+		hole = j;
+	}
+	m->slots[hole].value = MR_HMAP_NONE;
+	m->count--;
+	return value;
+}
+
 size_t
 mr_hmap_count(const struct mr_hmap *m)
 {

@@ -6,9 +6,10 @@
  * The map stores only 8 bytes a slot: 32 bits of the key's hash and the
  * value.  Keys stay with the caller, who supplies an equality callback that
  * compares the key of a stored value with a probe key; it is called only
- * when 32 hash bits already match.  Insert-only: there is no delete, which
- * the current users do not need and which keeps probing simple.  Load is
- * kept at or below 3/4.  Not thread-safe; the caller owns the map.
+ * when 32 hash bits already match.  Deletion shifts the entries after the
+ * removed one back (no tombstones), so lookups stay as short after many
+ * deletions as after none.  Load is kept at or below 3/4; the map never
+ * shrinks.  Not thread-safe; the caller owns the map.
  */
 #ifndef MR_HMAP_H
 #define MR_HMAP_H
@@ -42,6 +43,13 @@ uint32_t mr_hmap_find(const struct mr_hmap *m, uint64_t hash,
  */
 uint32_t mr_hmap_put(struct mr_hmap *m, uint64_t hash, const void *key,
     size_t len, uint32_t value);
+/*
+ * mr_hmap_del - remove key.  Returns the value it had, or MR_HMAP_NONE
+ * when it was not there.  Other values keep their keys (values are the
+ * caller's, never renumbered).
+ */
+uint32_t mr_hmap_del(struct mr_hmap *m, uint64_t hash, const void *key,
+    size_t len);
 size_t mr_hmap_count(const struct mr_hmap *m);
 /* mr_hmap_bytes - memory held by the slot array. */
 size_t mr_hmap_bytes(const struct mr_hmap *m);

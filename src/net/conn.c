@@ -30,6 +30,8 @@ struct net_conn {
 	const struct net_conn_cbs	*cbs;
 	void				*arg;
 	char				 peer[64];
+	struct sockaddr_storage		 peer_sa;
+	struct event			*drain_ev;	/* already drained */
 	size_t				 line_consume;	/* line + EOL */
 	struct event			*fail_ev;	/* connect(2) failed at
 							 * once: report it */
@@ -38,6 +40,7 @@ struct net_conn {
 	bool				 handshaking;
 	bool				 tls;
 	unsigned			 write_timeout_ms;
+	unsigned			 read_timeout_ms;
 	char				 tls_desc[96];
 };
 
@@ -45,38 +48,40 @@ static void net_conn_read_cb(struct bufferevent *bev, void *arg);
 static void net_conn_event_cb(struct bufferevent *bev, short what,
     void *arg);
 static void net_conn_fail_cb(evutil_socket_t fd, short what, void *arg);
+static void net_conn_write_cb(struct bufferevent *bev, void *arg);
 
 static void
 net_conn_set_timeouts(struct net_conn *c)
 {
-	struct timeval tv;
+	struct timeval tv, rtv;
 
 	tv.tv_sec = c->write_timeout_ms / 1000;
 	tv.tv_usec = (c->write_timeout_ms % 1000) * 1000;
-	bufferevent_set_timeouts(c->bev, NULL, &tv);
+	rtv.tv_sec = c->read_timeout_ms / 1000;
+	rtv.tv_usec = (c->read_timeout_ms % 1000) * 1000;
+	bufferevent_set_timeouts(c->bev, c->read_timeout_ms ? &rtv : NULL,
+	    &tv);
 }
 
-struct net_conn *
-net_conn_connect(struct event_base *base, const struct sockaddr *sa,
-    socklen_t salen, unsigned timeout_ms, const struct net_conn_cbs *cbs,
-    void *arg, int *err_r)
+/*
+ * net_conn_new - a connection on fd (closed on failure) with peer sa: the
+ * bufferevent, callbacks and timeouts.  NULL when out of memory.
+ */
+static struct net_conn *
+net_conn_new(struct event_base *base, int fd, const struct sockaddr *sa,
+    socklen_t salen, unsigned write_timeout_ms,
+    const struct net_conn_cbs *cbs, void *arg)
 {
 	struct net_conn *c = xcalloc(1, sizeof(*c));
-	evutil_socket_t fd;
 	int one = 1;
 
 	c->base = base;
 	c->cbs = cbs;
 	c->arg = arg;
 	mr_sockaddr_format(sa, c->peer, sizeof(c->peer));
+	if (salen <= sizeof(c->peer_sa))
+		memcpy(&c->peer_sa, sa, salen);
 	snprintf(c->tls_desc, sizeof(c->tls_desc), "none");
-	fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-	    0);
-	if (fd < 0) {
-		*err_r = -errno;
-		free(c);
-		return NULL;
-	}
 	/* Pipelined commands are written as one segment already; do not
 	 * let Nagle hold the last of them back. */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -84,13 +89,34 @@ net_conn_connect(struct event_base *base, const struct sockaddr *sa,
 	if (c->bev == NULL) {
 		close(fd);
 		free(c);
-		*err_r = -ENOMEM;
 		return NULL;
 	}
 	bufferevent_setcb(c->bev, net_conn_read_cb, NULL, net_conn_event_cb,
 	    c);
-	c->write_timeout_ms = timeout_ms;
+	c->write_timeout_ms = write_timeout_ms;
 	net_conn_set_timeouts(c);
+	return c;
+}
+
+struct net_conn *
+net_conn_connect(struct event_base *base, const struct sockaddr *sa,
+    socklen_t salen, unsigned timeout_ms, const struct net_conn_cbs *cbs,
+    void *arg, int *err_r)
+{
+	struct net_conn *c;
+	evutil_socket_t fd;
+
+	fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0);
+	if (fd < 0) {
+		*err_r = -errno;
+		return NULL;
+	}
+	c = net_conn_new(base, fd, sa, salen, timeout_ms, cbs, arg);
+	if (c == NULL) {
+		*err_r = -ENOMEM;
+		return NULL;
+	}
 	c->connecting = true;
 	/*
 	 * connect(2) here rather than in libevent, which loses the errno of
@@ -108,6 +134,18 @@ net_conn_connect(struct event_base *base, const struct sockaddr *sa,
 	return c;
 }
 
+struct net_conn *
+net_conn_accept(struct event_base *base, int fd, const struct sockaddr *peer,
+    socklen_t peerlen, const struct net_conn_cbs *cbs, void *arg)
+{
+	struct net_conn *c;
+
+	c = net_conn_new(base, fd, peer, peerlen, 60000, cbs, arg);
+	if (c != NULL)
+		bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	return c;
+}
+
 void
 net_conn_free(struct net_conn **cp)
 {
@@ -119,6 +157,8 @@ net_conn_free(struct net_conn **cp)
 		bufferevent_free(c->bev);
 	if (c->fail_ev)
 		event_free(c->fail_ev);
+	if (c->drain_ev)
+		event_free(c->drain_ev);
 	free(c);
 	*cp = NULL;
 }
@@ -127,6 +167,12 @@ const char *
 net_conn_peer(const struct net_conn *c)
 {
 	return c->peer;
+}
+
+const struct sockaddr *
+net_conn_peer_addr(const struct net_conn *c)
+{
+	return (const struct sockaddr *)&c->peer_sa;
 }
 
 enum net_line
@@ -174,6 +220,12 @@ net_conn_input_len(const struct net_conn *c)
 }
 
 struct evbuffer *
+net_conn_input(struct net_conn *c)
+{
+	return bufferevent_get_input(c->bev);
+}
+
+struct evbuffer *
 net_conn_output(struct net_conn *c)
 {
 	return bufferevent_get_output(c->bev);
@@ -184,6 +236,63 @@ net_conn_write_timeout(struct net_conn *c, unsigned ms)
 {
 	c->write_timeout_ms = ms;
 	net_conn_set_timeouts(c);
+}
+
+void
+net_conn_read_timeout(struct net_conn *c, unsigned ms)
+{
+	c->read_timeout_ms = ms;
+	net_conn_set_timeouts(c);
+}
+
+void
+net_conn_reading(struct net_conn *c, bool on)
+{
+	if (on)
+		bufferevent_enable(c->bev, EV_READ);
+	else
+		bufferevent_disable(c->bev, EV_READ);
+}
+
+size_t
+net_conn_output_len(const struct net_conn *c)
+{
+	return evbuffer_get_length(bufferevent_get_output(c->bev));
+}
+
+static void
+net_conn_drained_now(evutil_socket_t fd, short what, void *arg)
+{
+	struct net_conn *c = arg;
+
+	(void)fd;
+	(void)what;
+	c->cbs->drained(c, c->arg);
+}
+
+void
+net_conn_watch_drain(struct net_conn *c, size_t low)
+{
+	if (net_conn_output_len(c) <= low) {
+		if (c->drain_ev == NULL)
+			c->drain_ev = event_new(c->base, -1, 0,
+			    net_conn_drained_now, c);
+		event_active(c->drain_ev, EV_TIMEOUT, 1);
+		return;
+	}
+	bufferevent_setwatermark(c->bev, EV_WRITE, low, 0);
+	bufferevent_setcb(c->bev, net_conn_read_cb, net_conn_write_cb,
+	    net_conn_event_cb, c);
+}
+
+static void
+net_conn_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct net_conn *c = arg;
+
+	/* Once: the owner asks again if it wants to know again. */
+	bufferevent_setcb(bev, net_conn_read_cb, NULL, net_conn_event_cb, c);
+	c->cbs->drained(c, c->arg);
 }
 
 static void
@@ -249,7 +358,8 @@ net_conn_event_cb(struct bufferevent *bev, short what, void *arg)
 	if (what & BEV_EVENT_TIMEOUT) {
 		code = MR_ETIMEOUT;
 		snprintf(msg, sizeof(msg), "%s %s timed out",
-		    c->connecting ? "connect to" : "write to", c->peer);
+		    c->connecting ? "connect to" : (what & BEV_EVENT_READING) ?
+		    "read from" : "write to", c->peer);
 	} else if (c->handshaking ||
 	    (c->tls && (what & BEV_EVENT_ERROR) && err == 0)) {
 		code = MR_ETLS;
@@ -295,11 +405,73 @@ net_tls_client_ctx(bool verify, const char *ca_file, struct mr_buf *err)
 	return ctx;
 }
 
+/* net_conn_tls_wrap - put a TLS filter over the connection's bufferevent. */
+static int
+net_conn_tls_wrap(struct net_conn *c, SSL *ssl, enum bufferevent_ssl_state st)
+{
+	struct bufferevent *tls;
+
+	tls = bufferevent_openssl_filter_new(c->base, c->bev, ssl, st,
+	    BEV_OPT_CLOSE_ON_FREE);
+	if (tls == NULL) {
+		SSL_free(ssl);
+		return MR_ETLS;
+	}
+	/* Many peers close without close_notify; that is not an attack on
+	 * a finished SMTP or POP3 session. */
+	bufferevent_openssl_set_allow_dirty_shutdown(tls, 1);
+	c->bev = tls;
+	c->handshaking = true;
+	bufferevent_setcb(c->bev, net_conn_read_cb, NULL, net_conn_event_cb,
+	    c);
+	net_conn_set_timeouts(c);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	return 0;
+}
+
+SSL_CTX *
+net_tls_server_ctx(const char *cert_file, const char *key_file,
+    struct mr_buf *err)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+
+	if (ctx == NULL) {
+		mr_buf_puts(err, "cannot create a TLS context");
+		return NULL;
+	}
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
+		mr_buf_printf(err, "cannot load the certificate chain %s",
+		    cert_file);
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(ctx) != 1) {
+		mr_buf_printf(err, "cannot load the key %s, or it does not "
+		    "match the certificate", key_file);
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	return ctx;
+}
+
+int
+net_conn_accepttls(struct net_conn *c, SSL_CTX *ctx)
+{
+	SSL *ssl;
+
+	if (net_conn_input_len(c) != 0)
+		return MR_EPROTO;
+	if ((ssl = SSL_new(ctx)) == NULL)
+		return MR_ETLS;
+	return net_conn_tls_wrap(c, ssl, BUFFEREVENT_SSL_ACCEPTING);
+}
+
 int
 net_conn_starttls(struct net_conn *c, SSL_CTX *ctx, const char *servername,
     bool verify)
 {
-	struct bufferevent *tls;
 	SSL *ssl;
 
 	if (net_conn_input_len(c) != 0)
@@ -322,22 +494,7 @@ net_conn_starttls(struct net_conn *c, SSL_CTX *ctx, const char *servername,
 				SSL_set1_host(ssl, servername);
 		}
 	}
-	tls = bufferevent_openssl_filter_new(c->base, c->bev, ssl,
-	    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
-	if (tls == NULL) {
-		SSL_free(ssl);
-		return MR_ETLS;
-	}
-	/* Many servers close without close_notify; that is not an attack
-	 * on a finished SMTP session. */
-	bufferevent_openssl_set_allow_dirty_shutdown(tls, 1);
-	c->bev = tls;
-	c->handshaking = true;
-	bufferevent_setcb(c->bev, net_conn_read_cb, NULL, net_conn_event_cb,
-	    c);
-	net_conn_set_timeouts(c);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-	return 0;
+	return net_conn_tls_wrap(c, ssl, BUFFEREVENT_SSL_CONNECTING);
 }
 
 bool

@@ -1,6 +1,7 @@
 /*
- * conn.h - one TCP connection on an event loop: non-blocking connect,
- * a bounded line reader, buffered writes, and client-side STARTTLS.
+ * conn.h - one TCP connection on an event loop: non-blocking connect
+ * (or a connection accepted by a listener), a bounded line reader,
+ * buffered writes, and TLS on either side (STARTTLS, STLS, implicit).
  * This is the only place where transport TLS (libevent's OpenSSL
  * bufferevents) is used.
  *
@@ -43,6 +44,8 @@ struct net_conn_cbs {
 	 */
 	void	(*failed)(struct net_conn *c, void *arg, int err,
 		    const char *what);
+	/* drained: optional; see net_conn_watch_drain(). */
+	void	(*drained)(struct net_conn *c, void *arg);
 };
 
 /*
@@ -54,7 +57,18 @@ struct net_conn_cbs {
 struct net_conn *net_conn_connect(struct event_base *base,
     const struct sockaddr *sa, socklen_t salen, unsigned timeout_ms,
     const struct net_conn_cbs *cbs, void *arg, int *err_r);
+/*
+ * net_conn_accept - take an accepted descriptor (the caller's until this
+ * returns; then the connection's, even on failure).  No `connected`
+ * callback follows: it is connected.  NULL when out of memory.
+ */
+struct net_conn *net_conn_accept(struct event_base *base, int fd,
+    const struct sockaddr *peer, socklen_t peerlen,
+    const struct net_conn_cbs *cbs, void *arg);
 void net_conn_free(struct net_conn **cp);
+
+/* net_conn_peer_addr - the peer's address (borrowed). */
+const struct sockaddr *net_conn_peer_addr(const struct net_conn *c);
 
 /* net_conn_peer - "127.0.0.1:25" or "[::1]:25" (borrowed). */
 const char *net_conn_peer(const struct net_conn *c);
@@ -68,11 +82,25 @@ enum net_line net_conn_line(struct net_conn *c, size_t max, const char **p_r,
     size_t *len_r);
 void net_conn_line_done(struct net_conn *c);
 size_t net_conn_input_len(const struct net_conn *c);
+/* net_conn_input - the raw input, for relaying bytes that are not lines
+ * (do not mix with a line borrowed from net_conn_line()). */
+struct evbuffer *net_conn_input(struct net_conn *c);
 
 /* net_conn_output - append here to send; written as the socket allows. */
 struct evbuffer *net_conn_output(struct net_conn *c);
 /* net_conn_write_timeout - longest stall of a pending write. */
 void net_conn_write_timeout(struct net_conn *c, unsigned ms);
+/* net_conn_read_timeout - longest silence of the peer (0: none); on
+ * expiry, `failed` with MR_ETIMEOUT. */
+void net_conn_read_timeout(struct net_conn *c, unsigned ms);
+/* net_conn_reading - stop or restart reading (flow control). */
+void net_conn_reading(struct net_conn *c, bool on);
+/*
+ * net_conn_watch_drain - call `drained` once, when the output holds at
+ * most low bytes (at once if it already does, from the loop).
+ */
+void net_conn_watch_drain(struct net_conn *c, size_t low);
+size_t net_conn_output_len(const struct net_conn *c);
 
 /*
  * net_tls_client_ctx - a client context: verify the peer's chain against
@@ -90,6 +118,18 @@ SSL_CTX *net_tls_client_ctx(bool verify, const char *ca_file,
  */
 int net_conn_starttls(struct net_conn *c, SSL_CTX *ctx,
     const char *servername, bool verify);
+/*
+ * net_tls_server_ctx - a server context with the certificate chain and key
+ * from PEM files.  NULL with a message in err.
+ */
+SSL_CTX *net_tls_server_ctx(const char *cert_file, const char *key_file,
+    struct mr_buf *err);
+/*
+ * net_conn_accepttls - start a server handshake (POP3S at once, or after
+ * "+OK" to STLS).  Buffered plain input is refused as in
+ * net_conn_starttls().  `tls_done` or `failed` follows.
+ */
+int net_conn_accepttls(struct net_conn *c, SSL_CTX *ctx);
 bool net_conn_is_tls(const struct net_conn *c);
 /* net_conn_tls_desc - "TLSv1.3:TLS_AES_256_GCM_SHA384" or "none". */
 const char *net_conn_tls_desc(const struct net_conn *c);

@@ -24,6 +24,57 @@ eq(void *ctx, uint32_t value, const void *key, size_t len)
 	return strlen(keys[value]) == len && memcmp(keys[value], key, len) == 0;
 }
 
+/*
+ * Delete every third key, then every key: the others stay findable after
+ * each removal (the backward shift never strands an entry behind a hole,
+ * including across the table's wrap-around), and a deleted key can be
+ * inserted again.
+ */
+static void
+test_delete(void **state)
+{
+	struct mr_hmap *m = mr_hmap_new(eq, NULL);
+	uint32_t i, j, n = 5000;
+	size_t len;
+
+	(void)state;
+	for (i = 0; i < n; i++) {
+		snprintf(keys[i], sizeof(keys[i]), "d%u", i);
+		len = strlen(keys[i]);
+		mr_hmap_put(m, mr_hash(keys[i], len), keys[i], len, i);
+	}
+	for (i = 0; i < n; i += 3) {
+		len = strlen(keys[i]);
+		assert_int_equal(mr_hmap_del(m, mr_hash(keys[i], len), keys[i],
+		    len), i);
+		assert_int_equal(mr_hmap_del(m, mr_hash(keys[i], len), keys[i],
+		    len), MR_HMAP_NONE);
+	}
+	assert_int_equal(mr_hmap_count(m), n - (n + 2) / 3);
+	for (i = 0; i < n; i++) {
+		len = strlen(keys[i]);
+		assert_int_equal(mr_hmap_find(m, mr_hash(keys[i], len),
+		    keys[i], len), i % 3 == 0 ? MR_HMAP_NONE : i);
+	}
+	for (i = 0; i < n; i += 3) {
+		len = strlen(keys[i]);
+		assert_int_equal(mr_hmap_put(m, mr_hash(keys[i], len), keys[i],
+		    len, i), MR_HMAP_NONE);
+	}
+	for (i = 0; i < n; i++) {
+		len = strlen(keys[i]);
+		assert_int_equal(mr_hmap_del(m, mr_hash(keys[i], len), keys[i],
+		    len), i);
+		for (j = i + 1; j < n; j += 7) {
+			len = strlen(keys[j]);
+			assert_int_equal(mr_hmap_find(m, mr_hash(keys[j], len),
+			    keys[j], len), j);
+		}
+	}
+	assert_int_equal(mr_hmap_count(m), 0);
+	mr_hmap_free(&m);
+}
+
 static void
 test_insert_find(void **state)
 {
@@ -78,6 +129,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_insert_find),
+		cmocka_unit_test(test_delete),
 		cmocka_unit_test(test_same_hash_different_keys),
 	};
 

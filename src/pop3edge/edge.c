@@ -1,0 +1,1368 @@
+/*
+ * edge.c - the POP3 edge proxy's sessions (see edge.h for the table).
+ *
+ * A session reads one client command at a time and does not read the
+ * next until the reply to this one is complete, so pipelining clients
+ * (RFC 2449 PIPELINING) get their replies in order, whether answered
+ * locally or by the backend.  The backend connection is opened only when a
+ * command must go there, and closed with the session.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include "core/mr_clock.h"
+#include "core/mr_err.h"
+#include "core/mr_log.h"
+#include "core/xalloc.h"
+#include "net/conn.h"
+#include "net/listen.h"
+#include "pop3/pop3_cmd.h"
+#include "pop3edge/edge.h"
+#include "pop3edge/utable.h"
+
+#define EDGE_MOD		"pop3-proxy"
+#define EDGE_REPLY_MAX		510	/* RFC 2449 4: 512 with CRLF */
+#define EDGE_RELAY_HIGH		(256 * 1024)	/* pause the backend */
+#define EDGE_RELAY_LOW		(64 * 1024)	/* resume it */
+/* Under the demand rule alone the interval still ends after a day, in
+ * case notifications are lost (seed: "a more robust system"). */
+#define EDGE_DEMAND_SAFETY_MS	(24ULL * 3600 * 1000)
+
+/* Where a session is (the user's entry has its own state). */
+enum sess_state {
+	S_AUTH,		/* authorization: USER, PASS, AUTH, QUIT */
+	S_SASL,		/* AUTH PLAIN: waiting for the client's response */
+	S_LOCAL,	/* transaction answered locally (terminated) */
+	S_RELAY,	/* transaction relayed to the backend */
+	S_CLOSING,	/* the last reply is being written */
+};
+
+/* What the backend connection is doing. */
+enum back_step {
+	B_NONE,		/* no connection */
+	B_CONNECTING,
+	B_GREETING,	/* waiting for +OK greeting */
+	B_XCLIENT,	/* XCLIENT sent */
+	B_USER,		/* USER sent */
+	B_PASS,		/* PASS sent */
+	B_READY,	/* logged in or waiting for PASS: idle */
+	B_REPLY,	/* a relayed command's status line */
+	B_BODY,		/* a relayed multi-line body */
+	B_STAT,		/* STAT of a held QUIT */
+	B_QUIT,		/* QUIT sent */
+};
+
+struct esess {
+	struct edge		*e;
+	struct net_conn		*c;		/* the client */
+	struct net_conn		*b;		/* the backend, or NULL */
+	struct event		*timer;		/* session timer (local) */
+	struct esess		*prev, *next;
+	enum sess_state		 st;
+	enum back_step		 bs;
+	bool			 busy;		/* a reply is pending */
+	bool			 have_user;
+	bool			 user_sent;	/* the backend has our USER */
+	bool			 body_start;	/* body: at a line start */
+	bool			 holds_lock;	/* this session locked the
+						 * user's entry */
+	uint32_t		 uid;		/* user entry, or UTABLE_NONE */
+	unsigned		 auth_failures;
+	size_t			 userlen;
+	size_t			 passlen;
+	char			 user[UTABLE_NAME_MAX + 1];
+	char			 pass[POP3_LINE_MAX + 1];	/* cleansed
+							 * after use */
+	char			 line[POP3_LINE_MAX + 3];	/* relayed */
+	size_t			 linelen;
+	struct pop3_cmd		 cmd;		/* the relayed command */
+};
+
+struct edge {
+	struct event_base		*base;
+	const struct mr_config		*cfg;
+	struct net_listener		*lis;
+	struct utable			*users;
+	struct event			*gc_ev;
+	struct event			*stats_ev;
+	struct esess			*sessions;	/* list */
+	struct sockaddr_storage		 backend;
+	socklen_t			 backend_len;
+	struct edge_counters		 n;
+};
+
+static void sess_process(struct esess *s);
+static void sess_close(struct esess *s);
+static void sess_backend_step(struct esess *s);
+
+static const struct net_conn_cbs sess_client_cbs;
+static const struct net_conn_cbs sess_backend_cbs;
+
+/* ---------------------------------------------------------------- */
+/* Replies                                                           */
+/* ---------------------------------------------------------------- */
+
+static void
+sess_reply(struct esess *s, const char *text)
+{
+	evbuffer_add_printf(net_conn_output(s->c), "%s\r\n", text);
+}
+
+/* sess_capa - our capabilities (RFC 2449), answered locally in every
+ * state: the client talks to us, not to the backend. */
+static void
+sess_capa(struct esess *s)
+{
+	const struct mr_config *cfg = s->e->cfg;
+	struct evbuffer *out = net_conn_output(s->c);
+
+	evbuffer_add_printf(out, "+OK Capability list follows\r\n"
+	    "TOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n");
+	if (s->st == S_AUTH)
+		evbuffer_add_printf(out, "USER\r\nSASL PLAIN\r\n");
+	/* RFC 2449 6.8: the least time between logins we would like. */
+	if (cfg->pop3_proxy_rule != CONF_ATT_DEMAND)
+		evbuffer_add_printf(out, "LOGIN-DELAY %lld\r\n",
+		    cfg->pop3_proxy_interval / 1000);
+	evbuffer_add_printf(out, "IMPLEMENTATION mailroom\r\n.\r\n");
+}
+
+/* ---------------------------------------------------------------- */
+/* Attenuation rules (P4)                                            */
+/* ---------------------------------------------------------------- */
+
+/*
+ * edge_attenuated - may this check be answered locally?  The mailbox was
+ * seen empty less than the interval ago and no notification came since
+ * (empty_at is cleared by one); the one-in-m rule lets every m-th check
+ * through anyway.
+ */
+static bool
+edge_attenuated(struct edge *e, struct utable_entry *u, uint64_t now)
+{
+	const struct mr_config *cfg = e->cfg;
+	uint64_t n = cfg->pop3_proxy_rule == CONF_ATT_DEMAND ?
+	    EDGE_DEMAND_SAFETY_MS : (uint64_t)cfg->pop3_proxy_interval;
+
+	if (u->empty_at == 0 || now - u->empty_at >= n)
+		return false;
+	if (cfg->pop3_proxy_one_in > 0 &&
+	    u->checks + 1 >= (uint64_t)cfg->pop3_proxy_one_in)
+		return false;
+	return true;
+}
+
+/* edge_expiry - when an idle entry may leave the table: once nothing it
+ * knows can answer a check any more. */
+static uint64_t
+edge_expiry(struct edge *e, uint64_t now)
+{
+	const struct mr_config *cfg = e->cfg;
+
+	return now + (cfg->pop3_proxy_rule == CONF_ATT_DEMAND ?
+	    EDGE_DEMAND_SAFETY_MS : (uint64_t)cfg->pop3_proxy_interval);
+}
+
+/* ---------------------------------------------------------------- */
+/* Sessions and the user table                                       */
+/* ---------------------------------------------------------------- */
+
+/* sess_release_user - the session lets go of its entry: unlocked, Idle
+ * unless another session is at it, scheduled to expire. */
+static void
+sess_release_user(struct esess *s)
+{
+	struct edge *e = s->e;
+	struct utable_entry *u;
+
+	if (s->uid == UTABLE_NONE)
+		return;
+	u = utable_get(e->users, s->uid);
+	if (u->refs > 0)
+		u->refs--;
+	/* Only the session that holds the lock lets it go. */
+	if (s->holds_lock) {
+		u->lock = false;
+		u->terminate = false;
+		s->holds_lock = false;
+	}
+	if (u->refs == 0) {
+		u->state = UT_IDLE;
+		utable_schedule(e->users, s->uid,
+		    edge_expiry(e, mr_clock_ms()));
+	}
+	s->uid = UTABLE_NONE;
+}
+
+static void
+sess_free(struct esess *s)
+{
+	struct edge *e = s->e;
+
+	sess_release_user(s);
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		e->sessions = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	net_conn_free(&s->c);
+	net_conn_free(&s->b);
+	if (s->timer)
+		event_free(s->timer);
+	OPENSSL_cleanse(s->pass, sizeof(s->pass));
+	OPENSSL_cleanse(s->line, sizeof(s->line));
+	e->n.sessions_active--;
+	free(s);
+}
+
+/* sess_close - write what is pending, then close (sess_free from the
+ * drained callback); the backend is dropped at once, without QUIT. */
+static void
+sess_close(struct esess *s)
+{
+	if (s->st == S_CLOSING)
+		return;
+	sess_release_user(s);
+	s->st = S_CLOSING;
+	net_conn_free(&s->b);
+	s->bs = B_NONE;
+	net_conn_reading(s->c, false);
+	net_conn_watch_drain(s->c, 0);
+}
+
+/* sess_find_user - the session's entry for s->user: found (Idle ->
+ * Authorization) or made.  Returns false when the table is full of held
+ * entries (the session then goes on without one: no attenuation). */
+static bool
+sess_take_user(struct esess *s, bool *existed_r)
+{
+	struct edge *e = s->e;
+	struct utable_entry *u;
+	uint64_t now = mr_clock_ms();
+	uint32_t before = utable_count(e->users), id;
+
+	id = utable_find(e->users, s->user, s->userlen);
+	*existed_r = id != UTABLE_NONE;
+	if (id == UTABLE_NONE) {
+		id = utable_add(e->users, s->user, s->userlen,
+		    now + (uint64_t)e->cfg->pop3_proxy_backend_timeout * 2);
+		if (id == UTABLE_NONE) {
+			e->n.table_full++;
+			return false;
+		}
+		if (utable_count(e->users) <= before)
+			e->n.table_evictions += before + 1 -
+			    utable_count(e->users);
+	}
+	u = utable_get(e->users, id);
+	u->refs++;
+	if (!u->lock)
+		u->state = UT_AUTHORIZATION;
+	s->uid = id;
+	e->n.users = utable_count(e->users);
+	return true;
+}
+
+/* ---------------------------------------------------------------- */
+/* The backend                                                       */
+/* ---------------------------------------------------------------- */
+
+/* sess_backend_send - "VERB arg" to the backend; then wait in next. */
+static void
+sess_backend_send(struct esess *s, enum back_step next, const char *verb,
+    const char *arg, size_t len)
+{
+	evbuffer_add_printf(net_conn_output(s->b), "%s %.*s\r\n", verb,
+	    (int)len, arg);
+	s->bs = next;
+}
+
+/* sess_backend_open - connect, then greeting, XCLIENT, USER, and on to
+ * what the session needs (sess_backend_step decides). */
+static int
+sess_backend_open(struct esess *s)
+{
+	struct edge *e = s->e;
+	int err = 0;
+
+	s->b = net_conn_connect(e->base, (struct sockaddr *)&e->backend,
+	    e->backend_len, (unsigned)e->cfg->pop3_proxy_backend_timeout,
+	    &sess_backend_cbs, s, &err);
+	if (s->b == NULL) {
+		e->n.backend_errors++;
+		mr_log_warn(EDGE_MOD, "event=backend-error error=%s",
+		    mr_q(mr_strerror(err), (size_t)-1));
+		return -1;
+	}
+	net_conn_read_timeout(s->b, (unsigned)e->cfg->pop3_proxy_backend_timeout);
+	e->n.backend_sessions++;
+	s->bs = B_CONNECTING;
+	s->user_sent = false;
+	return 0;
+}
+
+/* sess_backend_fail - the backend is gone: tell the client, clearly,
+ * and never with a local +OK to a login the backend did not confirm. */
+static void
+sess_backend_fail(struct esess *s, const char *why)
+{
+	struct edge *e = s->e;
+	bool in_login = s->st == S_AUTH || s->st == S_SASL;
+
+	e->n.backend_errors++;
+	mr_log_warn(EDGE_MOD, "event=backend-error client=%s user=%s "
+	    "error=%s", net_conn_peer(s->c), mr_q(s->user, s->userlen),
+	    mr_q(why, (size_t)-1));
+	net_conn_free(&s->b);
+	s->bs = B_NONE;
+	s->user_sent = false;
+	OPENSSL_cleanse(s->pass, sizeof(s->pass));
+	if (in_login) {
+		if (s->busy)
+			e->n.logins_refused++;
+		sess_reply(s, "-ERR [SYS/TEMP] the mail server is not "
+		    "available, try again later");
+		s->busy = false;
+		s->have_user = false;
+		sess_process(s);
+		return;
+	}
+	/* A body cut short is followed by this line: the client sees no
+	 * terminating dot, and the connection ends. */
+	sess_reply(s, "-ERR [SYS/TEMP] lost the connection to the mail "
+	    "server");
+	sess_close(s);
+}
+
+/* sess_backend_line - the next status line, or NULL (wait, or failed:
+ * check s->b). */
+static const char *
+sess_backend_line(struct esess *s, size_t *len_r)
+{
+	const char *p;
+
+	switch (net_conn_line(s->b, EDGE_REPLY_MAX, &p, len_r)) {
+	case NET_LINE_OK:
+		return p;
+	case NET_LINE_AGAIN:
+		return NULL;
+	case NET_LINE_TOO_LONG:
+		break;
+	}
+	sess_backend_fail(s, "reply line too long");
+	return NULL;
+}
+
+static bool
+is_ok(const char *p, size_t n)
+{
+	return n >= 3 && memcmp(p, "+OK", 3) == 0 && (n == 3 || p[3] == ' ');
+}
+
+/* sess_relay_status - the backend's status line to the client as is. */
+static void
+sess_relay_status(struct esess *s, const char *p, size_t n)
+{
+	struct evbuffer *out = net_conn_output(s->c);
+
+	evbuffer_add(out, p, n);
+	evbuffer_add(out, "\r\n", 2);
+}
+
+/*
+ * sess_relay_body - move a multi-line body to the client up to and with
+ * its terminating ".", as it comes; true when it is complete.  The last
+ * four octets stay behind until more come, so a terminator split across
+ * reads is still seen.
+ */
+static bool
+sess_relay_body(struct esess *s)
+{
+	struct evbuffer *in = net_conn_input(s->b), *out = net_conn_output(s->c);
+	struct evbuffer_ptr pos;
+	size_t len;
+	unsigned char head[3];
+
+	len = evbuffer_get_length(in);
+	if (s->body_start && len >= 3) {
+		evbuffer_copyout(in, head, 3);
+		if (memcmp(head, ".\r\n", 3) == 0) {
+			evbuffer_remove_buffer(in, out, 3);
+			return true;
+		}
+	}
+	pos = evbuffer_search(in, "\r\n.\r\n", 5, NULL);
+	if (pos.pos >= 0) {
+		evbuffer_remove_buffer(in, out, (size_t)pos.pos + 5);
+		return true;
+	}
+	if (len > 4) {
+		evbuffer_remove_buffer(in, out, len - 4);
+		s->body_start = false;
+	}
+	return false;
+}
+
+/* sess_login_ok - the backend said +OK to PASS: remember the verifier
+ * and enter the relayed transaction. */
+static void
+sess_login_ok(struct esess *s, const char *p, size_t n)
+{
+	struct edge *e = s->e;
+	struct utable_entry *u;
+
+	if (s->uid != UTABLE_NONE) {
+		u = utable_get(e->users, s->uid);
+		if (!utable_check_password(e->users, s->uid, s->pass,
+		    s->passlen))
+			utable_set_password(e->users, s->uid, s->pass,
+			    s->passlen);
+		u->state = UT_TRANSACTION;
+		u->lock = true;
+		u->terminate = false;
+		s->holds_lock = true;
+		u->checks = 0;
+	}
+	OPENSSL_cleanse(s->pass, sizeof(s->pass));
+	s->st = S_RELAY;
+	s->bs = B_READY;
+	s->busy = false;
+	sess_relay_status(s, p, n);
+	mr_log_info(EDGE_MOD, "event=login client=%s user=%s answer=backend",
+	    net_conn_peer(s->c), mr_q(s->user, s->userlen));
+}
+
+static void
+sess_login_failed(struct esess *s, const char *p, size_t n)
+{
+	struct edge *e = s->e;
+
+	OPENSSL_cleanse(s->pass, sizeof(s->pass));
+	e->n.logins_refused++;
+	s->auth_failures++;
+	mr_log_info(EDGE_MOD, "event=login-failed client=%s user=%s",
+	    net_conn_peer(s->c), mr_q(s->user, s->userlen));
+	/* RFC 1939: after a failed PASS the client starts again with USER. */
+	s->have_user = false;
+	s->user_sent = false;
+	s->bs = B_READY;
+	s->busy = false;
+	s->st = S_AUTH;
+	sess_relay_status(s, p, n);
+	if (s->auth_failures >= (unsigned)e->cfg->pop3_proxy_max_auth_failures) {
+		sess_reply(s, "-ERR [AUTH] too many failed logins");
+		sess_close(s);
+	}
+}
+
+/* sess_stat_count - messages in a STAT reply "+OK nn mm", or -1. */
+static long
+sess_stat_count(const char *p, size_t n)
+{
+	long v = 0;
+	size_t i = 4;
+
+	if (!is_ok(p, n) || n < 5)
+		return -1;
+	if (p[i] < '0' || p[i] > '9')
+		return -1;
+	for (; i < n && p[i] >= '0' && p[i] <= '9' && v < 100000000; i++)
+		v = v * 10 + (p[i] - '0');
+	return v;
+}
+
+/*
+ * sess_backend_step - act on what the backend sent, in the step the
+ * connection is in.  Called when backend input arrives, and when the
+ * session hands the backend a new job in B_READY.
+ */
+static void
+sess_backend_step(struct esess *s)
+{
+	struct edge *e = s->e;
+	char status[EDGE_REPLY_MAX + 1];
+	const char *p;
+	size_t n;
+	long count;
+
+	while (s->b != NULL) {
+		switch (s->bs) {
+		case B_NONE:
+			return;
+		case B_CONNECTING:
+			/* Data first: on loopback the greeting can be read
+			 * before the connect event is delivered. */
+			if (net_conn_input_len(s->b) == 0)
+				return;
+			s->bs = B_GREETING;
+			continue;
+		case B_READY:
+			if (net_conn_input_len(s->b) > 0) {
+				sess_backend_fail(s, "unexpected data");
+				return;
+			}
+			return;
+		case B_BODY:
+			if (!sess_relay_body(s)) {
+				if (net_conn_output_len(s->c) >
+				    EDGE_RELAY_HIGH) {
+					net_conn_reading(s->b, false);
+					net_conn_watch_drain(s->c,
+					    EDGE_RELAY_LOW);
+				}
+				return;
+			}
+			s->bs = B_READY;
+			s->busy = false;
+			sess_process(s);
+			continue;
+		default:
+			break;
+		}
+		if ((p = sess_backend_line(s, &n)) == NULL)
+			return;
+		/* A copy: what follows may close the backend connection. */
+		memcpy(status, p, n);
+		status[n] = '\0';
+		p = status;
+		net_conn_line_done(s->b);
+		switch (s->bs) {
+		case B_GREETING:
+			if (!is_ok(p, n)) {
+				sess_backend_fail(s, "no +OK greeting");
+				return;
+			}
+			/* Dovecot marks a greeting to a trusted proxy with
+			 * [XCLIENT] (its CAPA does not list it); elsewhere
+			 * XCLIENT would be an unknown command. */
+			if (e->cfg->pop3_proxy_xclient &&
+			    memmem(p, n, "[XCLIENT]", 9) != NULL) {
+				const struct sockaddr *sa =
+				    net_conn_peer_addr(s->c);
+				char host[INET6_ADDRSTRLEN] = "";
+				unsigned port = 0;
+
+				if (sa->sa_family == AF_INET) {
+					const struct sockaddr_in *s4 =
+					    (const void *)sa;
+
+					inet_ntop(AF_INET, &s4->sin_addr, host,
+					    sizeof(host));
+					port = ntohs(s4->sin_port);
+				} else if (sa->sa_family == AF_INET6) {
+					const struct sockaddr_in6 *s6 =
+					    (const void *)sa;
+
+					inet_ntop(AF_INET6, &s6->sin6_addr,
+					    host, sizeof(host));
+					port = ntohs(s6->sin6_port);
+				}
+				evbuffer_add_printf(net_conn_output(s->b),
+				    "XCLIENT ADDR=%s PORT=%u\r\n", host, port);
+				s->bs = B_XCLIENT;
+				continue;
+			}
+			goto send_user;
+		case B_XCLIENT:
+			/* Refused: the backend sees the proxy's address,
+			 * which is all that is lost. */
+			if (!is_ok(p, n))
+				mr_log_debug(EDGE_MOD, "event=xclient-refused "
+				    "reply=%s", mr_q(p, n));
+		send_user:
+			sess_backend_send(s, B_USER, "USER", s->user,
+			    s->userlen);
+			continue;
+		case B_USER:
+			if (s->passlen == 0) {
+				/* The client's own USER (None state): its
+				 * answer is the backend's. */
+				sess_relay_status(s, p, n);
+				s->user_sent = is_ok(p, n);
+				if (!s->user_sent)
+					s->have_user = false;
+				s->bs = B_READY;
+				s->busy = false;
+				sess_process(s);
+				continue;
+			}
+			if (!is_ok(p, n)) {
+				sess_login_failed(s, p, n);
+				sess_process(s);
+				continue;
+			}
+			s->user_sent = true;
+			sess_backend_send(s, B_PASS, "PASS", s->pass,
+			    s->passlen);
+			continue;
+		case B_PASS:
+			if (is_ok(p, n))
+				sess_login_ok(s, p, n);
+			else
+				sess_login_failed(s, p, n);
+			sess_process(s);
+			continue;
+		case B_REPLY:
+			sess_relay_status(s, p, n);
+			if (is_ok(p, n) && pop3_multiline(&s->cmd)) {
+					s->bs = B_BODY;
+				s->body_start = true;
+				continue;
+			}
+			s->bs = B_READY;
+			s->busy = false;
+			sess_process(s);
+			continue;
+		case B_STAT:
+			count = sess_stat_count(p, n);
+			if (s->uid != UTABLE_NONE) {
+				struct utable_entry *u = utable_get(e->users,
+				    s->uid);
+
+				/* The seed: 0 stamps the mailbox empty now;
+				 * anything else (or no answer) forgets. */
+				u->empty_at = count == 0 ? mr_clock_ms() : 0;
+			}
+			evbuffer_add_printf(net_conn_output(s->b), "QUIT\r\n");
+			s->bs = B_QUIT;
+			continue;
+		case B_QUIT:
+			sess_relay_status(s, p, n);
+			s->busy = false;
+			sess_close(s);
+			return;
+		default:
+			return;
+		}
+	}
+}
+
+static void
+sess_backend_connected(struct net_conn *c, void *arg)
+{
+	struct esess *s = arg;
+
+	(void)c;
+	if (s->bs == B_CONNECTING)
+		s->bs = B_GREETING;
+	sess_backend_step(s);
+}
+
+static void
+sess_backend_readable(struct net_conn *c, void *arg)
+{
+	(void)c;
+	sess_backend_step(arg);
+}
+
+static void
+sess_backend_failed(struct net_conn *c, void *arg, int err, const char *what)
+{
+	struct esess *s = arg;
+
+	(void)c;
+	(void)err;
+	if (s->bs == B_QUIT) {
+		/* The backend closed after its QUIT reply, or before it:
+		 * the client still gets its +OK. */
+		if (s->busy)
+			sess_reply(s, "+OK bye");
+		net_conn_free(&s->b);
+		s->bs = B_NONE;
+		sess_close(s);
+		return;
+	}
+	sess_backend_fail(s, what);
+}
+
+static void
+sess_client_drained(struct net_conn *c, void *arg);
+
+static const struct net_conn_cbs sess_backend_cbs = {
+	.connected = sess_backend_connected,
+	.readable = sess_backend_readable,
+	.failed = sess_backend_failed,
+};
+
+/* sess_login_backend - USER (unless sent) and PASS to the backend. */
+static void
+sess_login_backend(struct esess *s)
+{
+	struct edge *e = s->e;
+
+	e->n.checks_passed++;
+	s->busy = true;
+	if (s->b == NULL) {
+		if (sess_backend_open(s) != 0) {
+			sess_backend_fail(s, "cannot connect");
+			return;
+		}
+		return;	/* greeting, XCLIENT, USER, PASS follow */
+	}
+	if (s->user_sent)
+		sess_backend_send(s, B_PASS, "PASS", s->pass,
+		    s->passlen);
+	else
+		sess_backend_send(s, B_USER, "USER", s->user,
+		    s->userlen);
+}
+
+/* ---------------------------------------------------------------- */
+/* Client commands                                                   */
+/* ---------------------------------------------------------------- */
+
+static void
+sess_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct esess *s = arg;
+
+	(void)fd;
+	(void)what;
+	if (s->st == S_CLOSING)
+		return;
+	/* The seed's Session Timeout Event: end the locally answered
+	 * session, unlock. */
+	sess_reply(s, "-ERR [SYS/TEMP] session timed out");
+	sess_close(s);
+}
+
+/* sess_pass - the seed's Authorization state, event PASS. */
+static void
+sess_pass(struct esess *s, const char *pw, size_t len)
+{
+	struct edge *e = s->e;
+	struct utable_entry *u = NULL;
+	uint64_t now = mr_clock_ms();
+	struct timeval tv;
+
+	e->n.checks++;
+	if (s->uid != UTABLE_NONE)
+		u = utable_get(e->users, s->uid);
+	if (u != NULL && u->lock) {
+		e->n.logins_refused++;
+		sess_reply(s, "-ERR [IN-USE] Your mail box is locked by "
+		    "another POP3 session");
+		return;
+	}
+	memcpy(s->pass, pw, len);
+	s->passlen = len;
+	if (u != NULL && utable_check_password(e->users, s->uid, pw, len) &&
+	    edge_attenuated(e, u, now)) {
+		OPENSSL_cleanse(s->pass, sizeof(s->pass));
+		u->terminate = true;
+		u->lock = true;
+		s->holds_lock = true;
+		u->state = UT_TRANSACTION;
+		u->checks++;
+			e->n.checks_local++;
+		s->st = S_LOCAL;
+		tv.tv_sec = e->cfg->pop3_proxy_session_timeout / 1000;
+		tv.tv_usec = (e->cfg->pop3_proxy_session_timeout % 1000) * 1000;
+		s->timer = evtimer_new(e->base, sess_timer_cb, s);
+		evtimer_add(s->timer, &tv);
+		/* The backend, if USER opened it, is not needed. */
+		net_conn_free(&s->b);
+		s->bs = B_NONE;
+		sess_reply(s, "+OK maildrop ready");
+		mr_log_debug(EDGE_MOD, "event=login client=%s user=%s "
+		    "answer=local", net_conn_peer(s->c),
+		    mr_q(s->user, s->userlen));
+		return;
+	}
+	sess_login_backend(s);
+}
+
+/* sess_auth_plain - RFC 4616 message (base64) to USER and PASS. */
+static void
+sess_auth_plain(struct esess *s, const char *b64, size_t len)
+{
+	unsigned char buf[POP3_LINE_MAX];
+	const unsigned char *authz, *authc, *pw, *end;
+	int n;
+	size_t pad = 0;
+
+	if (len == 1 && b64[0] == '*') {
+		sess_reply(s, "-ERR authentication cancelled");
+		return;
+	}
+	if (len % 4 != 0 || len > sizeof(buf) / 3 * 4) {
+		s->e->n.logins_refused++;
+		sess_reply(s, "-ERR [AUTH] malformed PLAIN response");
+		return;
+	}
+	n = EVP_DecodeBlock(buf, (const unsigned char *)b64, (int)len);
+	if (len >= 1 && b64[len - 1] == '=')
+		pad++;
+	if (len >= 2 && b64[len - 2] == '=')
+		pad++;
+	if (n < 0 || (size_t)n < pad) {
+		s->e->n.logins_refused++;
+		sess_reply(s, "-ERR [AUTH] malformed PLAIN response");
+		return;
+	}
+	n -= (int)pad;
+	authz = buf;
+	end = buf + n;
+	authc = memchr(authz, '\0', (size_t)(end - authz));
+	pw = authc ? memchr(authc + 1, '\0', (size_t)(end - authc - 1)) :
+	    NULL;
+	if (authc == NULL || pw == NULL) {
+		s->e->n.logins_refused++;
+		OPENSSL_cleanse(buf, sizeof(buf));
+		sess_reply(s, "-ERR [AUTH] malformed PLAIN response");
+		return;
+	}
+	authc++;
+	pw++;
+	if ((authc - 1 != authz && ((size_t)(authc - 1 - authz) !=
+	    (size_t)(pw - 1 - authc) || memcmp(authz, authc,
+	    (size_t)(pw - 1 - authc)) != 0)) || pw - 1 == authc ||
+	    (size_t)(pw - 1 - authc) > UTABLE_NAME_MAX || pw == end ||
+	    memchr(authc, '\r', (size_t)(end - authc)) ||
+	    memchr(authc, '\n', (size_t)(end - authc)) ||
+	    memchr(authc, ' ', (size_t)(pw - 1 - authc))) {
+		s->e->n.logins_refused++;
+		OPENSSL_cleanse(buf, sizeof(buf));
+		sess_reply(s, "-ERR [AUTH] unsupported or empty identity");
+		return;
+	}
+	/* A new identity: as if USER had been given. */
+	if (s->have_user && (s->userlen != (size_t)(pw - 1 - authc) ||
+	    memcmp(s->user, authc, s->userlen) != 0)) {
+		sess_release_user(s);
+		s->user_sent = false;
+	}
+	if (!s->have_user || s->uid == UTABLE_NONE) {
+		bool existed;
+
+		s->userlen = (size_t)(pw - 1 - authc);
+		memcpy(s->user, authc, s->userlen);
+		s->user[s->userlen] = '\0';
+		s->have_user = true;
+		if (s->uid == UTABLE_NONE)
+			(void)sess_take_user(s, &existed);
+	}
+	sess_pass(s, (const char *)pw, (size_t)(end - pw));
+	OPENSSL_cleanse(buf, sizeof(buf));
+}
+
+/* sess_user - the seed's None and Idle states, event USER. */
+static void
+sess_user(struct esess *s, const char *name, size_t len)
+{
+	bool existed = false;
+
+	if (s->have_user) {
+		/* A second USER starts the login again. */
+		sess_release_user(s);
+		s->user_sent = false;
+		if (s->b != NULL) {
+			net_conn_free(&s->b);
+			s->bs = B_NONE;
+		}
+	}
+	memcpy(s->user, name, len);
+	s->user[len] = '\0';
+	s->userlen = len;
+	s->have_user = true;
+	s->passlen = 0;
+	if (!sess_take_user(s, &existed) || !existed) {
+		/* None: the entry is new (or none could be had); the backend
+		 * answers USER. */
+		s->busy = true;
+		if (sess_backend_open(s) != 0)
+			sess_backend_fail(s, "cannot connect");
+		return;
+	}
+	/* Idle: we answer. */
+	sess_reply(s, "+OK");
+}
+
+/* sess_local_cmd - the seed's Transaction state, terminated. */
+static void
+sess_local_cmd(struct esess *s, const struct pop3_cmd *cmd)
+{
+	switch (cmd->verb) {
+	case POP3_STAT:
+		sess_reply(s, "+OK 0 0");
+		break;
+	case POP3_LIST:
+		sess_reply(s, cmd->argc ? "-ERR no such message" :
+		    "+OK 0 messages\r\n.");
+		break;
+	case POP3_UIDL:
+		sess_reply(s, cmd->argc ? "-ERR no such message" : "+OK\r\n.");
+		break;
+	case POP3_RETR:
+	case POP3_DELE:
+	case POP3_TOP:
+		sess_reply(s, "-ERR no such message");
+		break;
+	case POP3_NOOP:
+	case POP3_RSET:
+		sess_reply(s, "+OK");
+		break;
+	case POP3_QUIT:
+		sess_reply(s, "+OK bye");
+		sess_close(s);
+		break;
+	case POP3_CAPA:
+		sess_capa(s);
+		break;
+	default:
+		sess_reply(s, "-ERR command not valid in this state");
+		break;
+	}
+}
+
+/* sess_relay_cmd - the seed's Transaction state, not terminated. */
+static void
+sess_relay_cmd(struct esess *s, const struct pop3_cmd *cmd, const char *line,
+    size_t len)
+{
+	switch (cmd->verb) {
+	case POP3_QUIT:
+		/* Held: STAT first, to learn whether the mailbox is empty. */
+		s->busy = true;
+		evbuffer_add_printf(net_conn_output(s->b), "STAT\r\n");
+		s->bs = B_STAT;
+		return;
+	case POP3_CAPA:
+		sess_capa(s);
+		return;
+	case POP3_STAT:
+	case POP3_LIST:
+	case POP3_RETR:
+	case POP3_DELE:
+	case POP3_NOOP:
+	case POP3_RSET:
+	case POP3_TOP:
+	case POP3_UIDL:
+		break;
+	default:
+		sess_reply(s, "-ERR command not valid in this state");
+		return;
+	}
+	s->cmd = *cmd;
+	s->busy = true;
+	s->bs = B_REPLY;
+	evbuffer_add(net_conn_output(s->b), line, len);
+	evbuffer_add(net_conn_output(s->b), "\r\n", 2);
+}
+
+/* sess_auth_cmd - the Authorization state. */
+static void
+sess_auth_cmd(struct esess *s, const struct pop3_cmd *cmd)
+{
+	switch (cmd->verb) {
+	case POP3_CAPA:
+		sess_capa(s);
+		return;
+	case POP3_USER:
+		sess_user(s, cmd->argv[0], cmd->argl[0]);
+		return;
+	case POP3_PASS:
+		if (!s->have_user) {
+			sess_reply(s, "-ERR USER first");
+			return;
+		}
+		sess_pass(s, cmd->rest, cmd->restl);
+		return;
+	case POP3_AUTH:
+		if (cmd->argl[0] != 5 ||
+		    strncasecmp(cmd->argv[0], "PLAIN", 5) != 0) {
+			sess_reply(s, "-ERR [AUTH] only PLAIN is supported");
+			return;
+		}
+		if (cmd->argc == 2) {
+			sess_auth_plain(s, cmd->argv[1], cmd->argl[1]);
+			return;
+		}
+		s->st = S_SASL;
+		sess_reply(s, "+ ");
+		return;
+	case POP3_APOP:
+		sess_reply(s, "-ERR APOP is not supported here, use USER and "
+		    "PASS or AUTH PLAIN");
+		return;
+	case POP3_QUIT:
+		/* Authorization, QUIT: unlock, Idle (sess_close releases). */
+		sess_reply(s, "+OK bye");
+		sess_close(s);
+		return;
+	default:
+		sess_reply(s, "-ERR command not valid in this state");
+		return;
+	}
+}
+
+/* sess_process - handle the client's commands until one waits for the
+ * backend or none is left. */
+static void
+sess_process(struct esess *s)
+{
+	struct pop3_cmd cmd;
+	const char *p, *why;
+	size_t n;
+	enum pop3_parse pr;
+
+	while (!s->busy && s->st != S_CLOSING) {
+		switch (net_conn_line(s->c, POP3_LINE_MAX, &p, &n)) {
+		case NET_LINE_AGAIN:
+			return;
+		case NET_LINE_TOO_LONG:
+			sess_reply(s, "-ERR command line too long (255 octets "
+			    "at most)");
+			sess_close(s);
+			return;
+		case NET_LINE_OK:
+			break;
+		}
+		if (s->st == S_SASL) {
+			s->st = S_AUTH;
+			sess_auth_plain(s, p, n);
+			net_conn_line_done(s->c);
+			continue;
+		}
+		pr = pop3_cmd_parse(p, n, &cmd, &why);
+		if (pr != POP3_OK) {
+			net_conn_line_done(s->c);
+			if (s->st == S_LOCAL || s->st == S_RELAY) {
+				sess_reply(s, pr == POP3_UNKNOWN ?
+				    "-ERR unknown command" :
+				    "-ERR invalid arguments");
+				continue;
+			}
+			evbuffer_add_printf(net_conn_output(s->c),
+			    "-ERR %s\r\n", why);
+			continue;
+		}
+		switch (s->st) {
+		case S_AUTH:
+			sess_auth_cmd(s, &cmd);
+			break;
+		case S_LOCAL:
+			sess_local_cmd(s, &cmd);
+			break;
+		case S_RELAY:
+			sess_relay_cmd(s, &cmd, p, n);
+			break;
+		default:
+			break;
+		}
+		net_conn_line_done(s->c);
+	}
+}
+
+static void
+sess_client_readable(struct net_conn *c, void *arg)
+{
+	(void)c;
+	sess_process(arg);
+}
+
+static void
+sess_client_failed(struct net_conn *c, void *arg, int err, const char *what)
+{
+	struct esess *s = arg;
+
+	(void)c;
+	(void)err;
+	mr_log_debug(EDGE_MOD, "event=client-gone client=%s why=%s",
+	    net_conn_peer(s->c), mr_q(what, (size_t)-1));
+	/* A client that goes without QUIT: the backend is dropped without
+	 * QUIT too, so nothing it marked deleted is deleted (RFC 1939). */
+	sess_free(s);
+}
+
+static void
+sess_client_drained(struct net_conn *c, void *arg)
+{
+	struct esess *s = arg;
+
+	(void)c;
+	if (s->st == S_CLOSING) {
+		sess_free(s);
+		return;
+	}
+	/* A relayed body paused on a slow client. */
+	if (s->b != NULL) {
+		net_conn_reading(s->b, true);
+		sess_backend_step(s);
+	}
+}
+
+static const struct net_conn_cbs sess_client_cbs = {
+	.readable = sess_client_readable,
+	.failed = sess_client_failed,
+	.drained = sess_client_drained,
+};
+
+/* ---------------------------------------------------------------- */
+/* The proxy                                                         */
+/* ---------------------------------------------------------------- */
+
+static void
+edge_accept(int fd, const struct sockaddr *peer, socklen_t peerlen,
+    void *arg)
+{
+	static const char busy[] = "-ERR [SYS/TEMP] too many connections, "
+	    "try again later\r\n";
+	struct edge *e = arg;
+	struct esess *s;
+	ssize_t w;
+
+	if (e->n.sessions_active >= (uint64_t)e->cfg->pop3_proxy_max_sessions) {
+		e->n.sessions_refused++;
+		w = write(fd, busy, sizeof(busy) - 1);
+		(void)w;
+		close(fd);
+		return;
+	}
+	s = xcalloc(1, sizeof(*s));
+	s->e = e;
+	s->uid = UTABLE_NONE;
+	s->c = net_conn_accept(e->base, fd, peer, peerlen, &sess_client_cbs,
+	    s);
+	if (s->c == NULL) {
+		free(s);
+		return;
+	}
+	net_conn_read_timeout(s->c, (unsigned)e->cfg->pop3_proxy_idle_timeout);
+	s->next = e->sessions;
+	if (s->next)
+		s->next->prev = s;
+	e->sessions = s;
+	e->n.sessions++;
+	e->n.sessions_active++;
+	/* No APOP timestamp: an attenuating proxy can neither check APOP
+	 * nor pass it on (the digest binds the backend's own greeting). */
+	sess_reply(s, "+OK POP3 ready");
+}
+
+/* edge_gc - entries past their expiry leave the table (P7). */
+static void
+edge_gc(evutil_socket_t fd, short what, void *arg)
+{
+	struct edge *e = arg;
+	struct utable_entry *u;
+	uint64_t now = mr_clock_ms(), exp;
+	uint32_t id;
+	struct timeval tv;
+
+	(void)fd;
+	(void)what;
+	while ((id = utable_next(e->users, &exp)) != UTABLE_NONE &&
+	    exp <= now) {
+		u = utable_get(e->users, id);
+		if (u->refs > 0) {
+			/* In use: look again when its session is over. */
+			utable_schedule(e->users, id, now +
+			    (uint64_t)e->cfg->pop3_proxy_gc_interval);
+			continue;
+		}
+		utable_del(e->users, id);
+	}
+	e->n.users = utable_count(e->users);
+	tv.tv_sec = e->cfg->pop3_proxy_gc_interval / 1000;
+	tv.tv_usec = (e->cfg->pop3_proxy_gc_interval % 1000) * 1000;
+	evtimer_add(e->gc_ev, &tv);
+}
+
+static void
+edge_stats(evutil_socket_t fd, short what, void *arg)
+{
+	struct edge *e = arg;
+	struct timeval tv;
+
+	(void)fd;
+	(void)what;
+	edge_log_counters(e);
+	tv.tv_sec = e->cfg->pop3_proxy_stats_interval / 1000;
+	tv.tv_usec = (e->cfg->pop3_proxy_stats_interval % 1000) * 1000;
+	evtimer_add(e->stats_ev, &tv);
+}
+
+struct edge *
+edge_new(struct event_base *base, const struct mr_config *cfg,
+    struct mr_buf *err)
+{
+	struct edge *e;
+
+	if (*cfg->pop3_proxy_listen == '\0') {
+		mr_buf_puts(err, "no listening address: give --listen "
+		    "ADDR:PORT or pop3_proxy.listen");
+		return NULL;
+	}
+	if (*cfg->pop3_proxy_backend == '\0') {
+		mr_buf_puts(err, "no backend: give --backend HOST:PORT or "
+		    "pop3_proxy.backend");
+		return NULL;
+	}
+	e = xcalloc(1, sizeof(*e));
+	e->base = base;
+	e->cfg = cfg;
+	if (net_addr_parse(cfg->pop3_proxy_backend, 110, 0, &e->backend,
+	    &e->backend_len, err) != 0) {
+		free(e);
+		return NULL;
+	}
+	e->users = utable_new((uint32_t)cfg->pop3_proxy_max_users);
+	e->gc_ev = evtimer_new(base, edge_gc, e);
+	e->stats_ev = evtimer_new(base, edge_stats, e);
+	return e;
+}
+
+int
+edge_start(struct edge *e, struct mr_buf *err)
+{
+	struct timeval tv;
+
+	e->lis = net_listen(e->base, e->cfg->pop3_proxy_listen, 110, 1024,
+	    edge_accept, e, err);
+	if (e->lis == NULL)
+		return -1;
+	tv.tv_sec = e->cfg->pop3_proxy_gc_interval / 1000;
+	tv.tv_usec = (e->cfg->pop3_proxy_gc_interval % 1000) * 1000;
+	evtimer_add(e->gc_ev, &tv);
+	tv.tv_sec = e->cfg->pop3_proxy_stats_interval / 1000;
+	tv.tv_usec = (e->cfg->pop3_proxy_stats_interval % 1000) * 1000;
+	evtimer_add(e->stats_ev, &tv);
+	return 0;
+}
+
+const char *
+edge_listen_addr(const struct edge *e)
+{
+	return e->lis ? net_listener_addr(e->lis) : "";
+}
+
+void
+edge_stop(struct edge *e)
+{
+	net_listener_free(&e->lis);
+	while (e->sessions != NULL)
+		sess_free(e->sessions);
+	evtimer_del(e->gc_ev);
+	evtimer_del(e->stats_ev);
+}
+
+void
+edge_free(struct edge **ep)
+{
+	struct edge *e = *ep;
+
+	if (e == NULL)
+		return;
+	edge_stop(e);
+	event_free(e->gc_ev);
+	event_free(e->stats_ev);
+	utable_free(&e->users);
+	free(e);
+	*ep = NULL;
+}
+
+void
+edge_notify(struct edge *e, const char *mailbox, size_t len)
+{
+	uint32_t id;
+
+	e->n.notifications++;
+	if (e->cfg->pop3_proxy_rule == CONF_ATT_TIME)
+		return;
+	id = utable_find(e->users, mailbox, len);
+	if (id == UTABLE_NONE)
+		return;	/* not attenuated: its next check goes through */
+	/* Demand rule: the next check goes to the backend. */
+	utable_get(e->users, id)->empty_at = 0;
+	mr_log_debug(EDGE_MOD, "event=notify user=%s", mr_q(mailbox, len));
+}
+
+void
+edge_notify_refused(struct edge *e)
+{
+	e->n.notifications_refused++;
+}
+
+const struct edge_counters *
+edge_counters(struct edge *e)
+{
+	e->n.users = utable_count(e->users);
+	return &e->n;
+}
+
+void
+edge_metrics(struct edge *e, struct evbuffer *out)
+{
+	static const struct {
+		const char	*name;
+		const char	*type;
+		const char	*help;
+		size_t		 off;
+	} m[] = {
+#define C(f, t, h) { "mailroom_pop3_proxy_" #f, t, h, \
+	offsetof(struct edge_counters, f) }
+		C(sessions, "counter", "Client connections accepted."),
+		C(sessions_refused, "counter",
+		    "Client connections refused over max_sessions."),
+		C(checks, "counter", "Mailbox checks (logins) seen."),
+		C(checks_local, "counter",
+		    "Checks answered locally: mailbox known empty."),
+		C(checks_passed, "counter",
+		    "Checks passed to the backend."),
+		C(backend_sessions, "counter",
+		    "Backend connections opened."),
+		C(backend_errors, "counter",
+		    "Backend connections that failed or broke."),
+		C(logins_refused, "counter", "Logins answered -ERR."),
+		C(notifications, "counter",
+		    "New-mail notifications accepted."),
+		C(notifications_refused, "counter",
+		    "Notifications refused: malformed or unauthorized."),
+		C(table_evictions, "counter",
+		    "User table entries evicted because it was full."),
+		C(table_full, "counter",
+		    "Logins that found the user table full of held entries."),
+		C(sessions_active, "gauge", "Client connections now."),
+		C(users, "gauge", "Entries in the user table."),
+#undef C
+	};
+	const struct edge_counters *n = edge_counters(e);
+	size_t i;
+
+	for (i = 0; i < sizeof(m) / sizeof(m[0]); i++)
+		evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s "
+		    "%" PRIu64 "\n", m[i].name, m[i].help, m[i].name,
+		    m[i].type, m[i].name,
+		    *(const uint64_t *)((const char *)n + m[i].off));
+	evbuffer_add_printf(out, "# HELP mailroom_pop3_proxy_user_table_bytes "
+	    "Memory held by the user table.\n# TYPE "
+	    "mailroom_pop3_proxy_user_table_bytes gauge\n"
+	    "mailroom_pop3_proxy_user_table_bytes %zu\n",
+	    utable_bytes(e->users));
+}
+
+void
+edge_log_counters(struct edge *e)
+{
+	const struct edge_counters *n = edge_counters(e);
+
+	mr_log_info(EDGE_MOD, "event=counters checks=%" PRIu64 " local=%"
+	    PRIu64 " passed=%" PRIu64 " backend_sessions=%" PRIu64
+	    " notifications=%" PRIu64 " notifications_refused=%" PRIu64
+	    " logins_refused=%" PRIu64 " sessions_active=%" PRIu64
+	    " users=%" PRIu64, n->checks, n->checks_local, n->checks_passed,
+	    n->backend_sessions, n->notifications, n->notifications_refused,
+	    n->logins_refused, n->sessions_active, n->users);
+}

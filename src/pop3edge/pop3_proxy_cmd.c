@@ -1,0 +1,190 @@
+/*
+ * pop3_proxy_cmd.c - "mailroom pop3-proxy": the POP3 edge proxy in the
+ * foreground, on one event loop, until SIGTERM or SIGINT.  Flags override
+ * the configuration file, so it runs with no file at all.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+
+#include <event2/event.h>
+
+#include "commands.h"
+#include "conf/conf.h"
+#include "conf/conf_cli.h"
+#include "core/mr_buf.h"
+#include "core/mr_log.h"
+#include "pop3edge/edge.h"
+#include "pop3edge/notify.h"
+
+static void
+pop3_proxy_usage(FILE *fp)
+{
+	fprintf(fp,
+	    "usage: mailroom pop3-proxy --listen ADDR:PORT --backend HOST:PORT\n"
+	    "                           [--interval SECONDS] "
+	    "[--notify-listen ADDR:PORT]\n"
+	    "                           [--notify-secret S] "
+	    "[--http-listen ADDR:PORT]\n"
+	    "                           [--config FILE] [-o "
+	    "section.key=value]\n\n"
+	    "Runs the POP3 edge proxy: a user whose mailbox was found empty "
+	    "less than the\ninterval ago is answered \"no mail\" locally; "
+	    "other checks, and every check\nafter a new-mail notification, "
+	    "go to the backend POP3 server.  Runs in the\nforeground until "
+	    "SIGTERM or SIGINT; logs key=value lines (general.log_level).\n\n"
+	    "  -l, --listen ADDR:PORT       where clients connect "
+	    "(pop3_proxy.listen)\n"
+	    "  -b, --backend HOST:PORT      the POP3 server "
+	    "(pop3_proxy.backend)\n"
+	    "  -i, --interval SECONDS       attenuation interval "
+	    "(pop3_proxy.interval)\n"
+	    "      --notify-listen ADDR:PORT  NOTIFY <mailbox> [<secret>] "
+	    "lines\n"
+	    "      --notify-secret S        secret notifications must carry\n"
+	    "      --http-listen ADDR:PORT  /metrics and Dovecot push "
+	    "notifications\n"
+	    "  -c, --config FILE            configuration file (INI)\n"
+	    "  -o, --set K=V                override a parameter "
+	    "(section.key=value)\n"
+	    "  -h, --help                   this text\n\n"
+	    "The listening addresses are printed on standard output once "
+	    "bound (\"listen: ...\").\n");
+}
+
+static void
+pop3_proxy_signal(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	event_base_loopbreak(arg);
+}
+
+int
+pop3_proxy_cmd(int argc, char **argv)
+{
+	enum { OPT_NOTIFY_LISTEN = 256, OPT_NOTIFY_SECRET, OPT_HTTP_LISTEN };
+	static const struct option longopts[] = {
+		CONF_CLI_LONGOPTS,
+		{ "listen", required_argument, NULL, 'l' },
+		{ "backend", required_argument, NULL, 'b' },
+		{ "interval", required_argument, NULL, 'i' },
+		{ "notify-listen", required_argument, NULL, OPT_NOTIFY_LISTEN },
+		{ "notify-secret", required_argument, NULL, OPT_NOTIFY_SECRET },
+		{ "http-listen", required_argument, NULL, OPT_HTTP_LISTEN },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct conf_cli cl = { 0 };
+	struct mr_buf err = MR_BUF_INIT;
+	struct mr_config cfg;
+	struct event_base *base;
+	struct event *sigterm, *sigint;
+	struct edge *e;
+	struct edge_notify *n;
+	int c, ex, r;
+
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "c:o:l:b:i:h", longopts,
+	    NULL)) != -1) {
+		if ((r = conf_cli_option(&cl, c, optarg, "pop3-proxy")) != 0) {
+			if (r > 0)
+				continue;
+			conf_cli_release(&cl);
+			return EX_USAGE;
+		}
+		switch (c) {
+		case 'l':
+			conf_cli_set(&cl, "pop3_proxy.listen", optarg);
+			break;
+		case 'b':
+			conf_cli_set(&cl, "pop3_proxy.backend", optarg);
+			break;
+		case 'i':
+			/* A bare number is seconds, as the contract says;
+			 * a unit (90s, 5m) is allowed. */
+			conf_cli_set(&cl, "pop3_proxy.interval", optarg);
+			break;
+		case OPT_NOTIFY_LISTEN:
+			conf_cli_set(&cl, "pop3_proxy.notify_listen", optarg);
+			break;
+		case OPT_NOTIFY_SECRET:
+			conf_cli_set(&cl, "pop3_proxy.notify_secret", optarg);
+			/* Out of the process list (ps) as far as we can. */
+			memset(optarg, 'x', strlen(optarg));
+			break;
+		case OPT_HTTP_LISTEN:
+			conf_cli_set(&cl, "pop3_proxy.http_listen", optarg);
+			break;
+		case 'h':
+			pop3_proxy_usage(stdout);
+			conf_cli_release(&cl);
+			return 0;
+		default:
+			conf_cli_bad_option("pop3-proxy", argv);
+			pop3_proxy_usage(stderr);
+			conf_cli_release(&cl);
+			return EX_USAGE;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "mailroom pop3-proxy: unexpected argument "
+		    "\"%s\"\n", argv[optind]);
+		pop3_proxy_usage(stderr);
+		conf_cli_release(&cl);
+		return EX_USAGE;
+	}
+	ex = conf_cli_load(&cfg, &cl, "pop3-proxy");
+	conf_cli_release(&cl);
+	if (ex != 0)
+		return ex;
+	signal(SIGPIPE, SIG_IGN);
+	base = event_base_new();
+	if (base == NULL) {
+		fprintf(stderr, "mailroom pop3-proxy: cannot create an event "
+		    "loop\n");
+		conf_release(&cfg);
+		return EX_OSERR;
+	}
+	e = edge_new(base, &cfg, &err);
+	if (e == NULL || edge_start(e, &err) != 0) {
+		fprintf(stderr, "mailroom pop3-proxy: %s\n", mr_buf_cstr(&err));
+		ex = e == NULL ? EX_CONFIG : EX_UNAVAILABLE;
+		goto out;
+	}
+	n = edge_notify_new(base, e, &cfg, &err);
+	if (n == NULL) {
+		fprintf(stderr, "mailroom pop3-proxy: %s\n", mr_buf_cstr(&err));
+		ex = EX_UNAVAILABLE;
+		goto out;
+	}
+	printf("listen: %s\n", edge_listen_addr(e));
+	if (*edge_notify_line_addr(n))
+		printf("notify-listen: %s\n", edge_notify_line_addr(n));
+	if (*edge_notify_http_addr(n))
+		printf("http-listen: %s\n", edge_notify_http_addr(n));
+	fflush(stdout);
+	mr_log_info("pop3-proxy", "event=start listen=%s backend=%s "
+	    "interval_ms=%lld", edge_listen_addr(e), cfg.pop3_proxy_backend,
+	    cfg.pop3_proxy_interval);
+	sigterm = evsignal_new(base, SIGTERM, pop3_proxy_signal, base);
+	sigint = evsignal_new(base, SIGINT, pop3_proxy_signal, base);
+	evsignal_add(sigterm, NULL);
+	evsignal_add(sigint, NULL);
+	event_base_dispatch(base);
+	edge_log_counters(e);
+	event_free(sigterm);
+	event_free(sigint);
+	edge_notify_free(&n);
+	ex = 0;
+out:
+	edge_free(&e);
+	event_base_free(base);
+	mr_buf_release(&err);
+	conf_release(&cfg);
+	return ex;
+}

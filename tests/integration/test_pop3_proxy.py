@@ -1,0 +1,578 @@
+"""`mailroom pop3-proxy` against a real Dovecot (issue 4: SPEC P1-P5, P10).
+
+Every row of seed 000's state table ("States, Events, and Actions") has a
+test here, named after it; so has each bad input of the issue.  Clients
+are Python's poplib and raw sockets (for pipelining and over-long lines)
+and curl (HTTP notifications and /metrics).  Dovecot is the backend
+(dovecot.py), its POP3 logins counted in its log.
+"""
+import base64
+import poplib
+import socket
+import subprocess
+import time
+
+import pytest
+
+from conftest import free_port
+from dovecot import dovecot  # noqa: F401 (a fixture)
+from peers import wait_until
+
+
+class Proxy:
+    """A `mailroom pop3-proxy` on a loopback port, stopped by PID."""
+
+    def __init__(self, mailroom, backend, interval=60, args=(),
+                 log_level="info"):
+        cmd = [mailroom, "pop3-proxy", "--listen", "127.0.0.1:0",
+               "--backend", backend, "--interval", str(interval),
+               "-o", f"general.log_level={log_level}", *args]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        self.addrs = {}
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            key, _, value = line.strip().partition(": ")
+            self.addrs[key] = value
+            if key == "listen" and not any(
+                    a in ("--notify-listen", "--http-listen") for a in args):
+                break
+            if key == "http-listen" or (key == "notify-listen" and
+                                        "--http-listen" not in args):
+                break
+        if "listen" not in self.addrs:
+            self.proc.kill()
+            raise RuntimeError("proxy did not start: " +
+                               self.proc.stderr.read())
+        self.host, port = self.addrs["listen"].rsplit(":", 1)
+        self.port = int(port)
+        self.stderr = ""
+
+    def port_of(self, key):
+        return int(self.addrs[key].rsplit(":", 1)[1])
+
+    def pop3(self, timeout=10):
+        return poplib.POP3(self.host, self.port, timeout=timeout)
+
+    def check(self, user, password):
+        """A mail client's check: USER, PASS, STAT, QUIT; returns STAT."""
+        p = self.pop3()
+        try:
+            p.user(user)
+            p.pass_(password)
+            return p.stat()
+        finally:
+            p.quit()
+
+    def stop(self):
+        if self.proc.returncode is None:
+            if self.proc.poll() is None:
+                self.proc.terminate()
+            try:
+                _, self.stderr = self.proc.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                _, self.stderr = self.proc.communicate()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def proxy(mailroom):
+    started = []
+
+    def start(backend, **kw):
+        p = Proxy(mailroom, backend, **kw)
+        started.append(p)
+        return p
+
+    yield start
+    # A proxy that crashed, or did not stop cleanly, fails the test.
+    for p in started:
+        assert p.stop() == 0, p.stderr[-4000:]
+
+
+def backend_of(d):
+    return f"{d.host}:{d.pop3_port}"
+
+
+def raw(port, lines, host="127.0.0.1", wait=1.0):
+    """Send lines in one write (pipelined); return what came back."""
+    s = socket.create_connection((host, port), timeout=5)
+    try:
+        f = s.makefile("rb")
+        greeting = f.readline()
+        s.sendall(b"".join(l + b"\r\n" for l in lines))
+        s.settimeout(wait)
+        out = b""
+        try:
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                out += chunk
+        except socket.timeout:
+            pass
+        return greeting, out
+    finally:
+        s.close()
+
+
+# ------------------------------------------------------------- the table
+
+def test_none_state_user_goes_to_the_backend_then_empty_mailbox_is_attenuated(
+        dovecot, proxy):
+    """None, USER: entry made, USER forwarded; the check passes; QUIT is
+    held while STAT finds the mailbox empty; the next checks are answered
+    locally: 1 backend login for 5 checks."""
+    d = dovecot(users={"alice": "pw1"})
+    p = proxy(backend_of(d), interval=60)
+    for _ in range(5):
+        assert p.check("alice", "pw1") == (0, 0)
+    wait_until(lambda: d.pop3_logins("alice") >= 1)
+    time.sleep(0.3)
+    assert d.pop3_logins("alice") == 1
+
+
+def test_idle_state_user_is_answered_locally(dovecot, proxy):
+    """Idle, USER: +OK from the proxy (the backend sees no USER)."""
+    d = dovecot()
+    p = proxy(backend_of(d))
+    p.check("alice", "pw1")
+    c = p.pop3()
+    assert c.user("alice").startswith(b"+OK")
+    c.quit()
+    time.sleep(0.2)
+    assert d.pop3_logins("alice") == 1
+
+
+def test_terminated_transaction_answers(dovecot, proxy):
+    """Transaction with terminate set: every command of the table."""
+    d = dovecot()
+    p = proxy(backend_of(d))
+    p.check("alice", "pw1")
+    c = p.pop3()
+    c.user("alice")
+    c.pass_("pw1")
+    assert c.stat() == (0, 0)
+    resp, listing, _ = c.list()
+    assert resp.startswith(b"+OK") and listing == []
+    resp, listing, _ = c.uidl()
+    assert resp.startswith(b"+OK") and listing == []
+    for call in (lambda: c.list(1), lambda: c.uidl(1), lambda: c.retr(1),
+                 lambda: c.dele(1), lambda: c.top(1, 0)):
+        with pytest.raises(poplib.error_proto, match="no such message"):
+            call()
+    assert c.noop().startswith(b"+OK")
+    assert c.rset().startswith(b"+OK")
+    assert c.quit().startswith(b"+OK")
+    assert d.pop3_logins("alice") == 1
+
+
+def test_new_mail_is_seen_after_the_interval(dovecot, proxy):
+    """Time rule: mail that arrives while attenuated waits for the
+    interval, then the next check goes through and sees it."""
+    d = dovecot()
+    p = proxy(backend_of(d), interval=2)
+    assert p.check("alice", "pw1") == (0, 0)
+    d.deliver("alice", subject="later")
+    assert p.check("alice", "pw1") == (0, 0)      # attenuated
+    time.sleep(2.2)
+    count, _ = p.check("alice", "pw1")
+    assert count == 1
+    assert d.pop3_logins("alice") == 2
+
+
+def test_relayed_transaction_retr_dele_and_nonempty_mailbox(dovecot, proxy):
+    """Not terminated: commands are relayed (multi-line bodies whole),
+    and a mailbox left non-empty is not attenuated."""
+    d = dovecot()
+    d.deliver("alice", subject="one", body="line 1\r\n.dot line\r\n")
+    d.deliver("alice", subject="two")
+    p = proxy(backend_of(d))
+    c = p.pop3()
+    c.user("alice")
+    c.pass_("pw1")
+    assert c.stat()[0] == 2
+    _, lines, _ = c.retr(1)
+    assert b".dot line" in lines
+    _, top, _ = c.top(2, 0)
+    assert any(l.startswith(b"Subject: two") for l in top)
+    assert len(c.uidl()[1]) == 2
+    c.dele(1)
+    c.quit()
+    # Still one message: the next check goes to the backend and sees it.
+    assert p.check("alice", "pw1")[0] == 1
+    assert d.pop3_logins("alice") == 2
+    assert d.message_count("alice") == 1
+
+
+def test_authorization_quit_unlocks(dovecot, proxy):
+    """Authorization, QUIT: Idle again; a later session logs in."""
+    d = dovecot()
+    p = proxy(backend_of(d))
+    p.check("alice", "pw1")
+    c = p.pop3()
+    c.user("alice")
+    assert c.quit().startswith(b"+OK")
+    assert p.check("alice", "pw1") == (0, 0)
+
+
+def test_lock_refuses_a_second_session(dovecot, proxy):
+    """Authorization, PASS while locked: -ERR [IN-USE]; after the first
+    session's QUIT the lock is gone."""
+    d = dovecot()
+    p = proxy(backend_of(d))
+    p.check("alice", "pw1")
+    first = p.pop3()
+    first.user("alice")
+    first.pass_("pw1")
+    second = p.pop3()
+    second.user("alice")
+    with pytest.raises(poplib.error_proto, match="locked"):
+        second.pass_("pw1")
+    first.quit()
+    assert second.pass_("pw1").startswith(b"+OK")
+    second.quit()
+
+
+def test_session_timer_ends_a_local_session(dovecot, proxy):
+    """Transaction, session timeout: the connection is closed, unlocked."""
+    d = dovecot()
+    p = proxy(backend_of(d), args=["-o", "pop3_proxy.session_timeout=1s"])
+    p.check("alice", "pw1")
+    c = p.pop3()
+    c.user("alice")
+    c.pass_("pw1")
+    time.sleep(1.5)
+    with pytest.raises((poplib.error_proto, OSError, EOFError)):
+        c.stat()
+        c.stat()
+    assert p.check("alice", "pw1") == (0, 0)
+
+
+def test_wrong_password_goes_to_the_backend_and_is_refused(dovecot, proxy):
+    """Fig. 5: a password that does not match the verifier goes to the
+    server; its -ERR is relayed; the proxy never says +OK to it."""
+    d = dovecot()
+    p = proxy(backend_of(d))
+    p.check("alice", "pw1")
+    c = p.pop3()
+    c.user("alice")
+    with pytest.raises(poplib.error_proto, match="AUTH"):
+        c.pass_("wrong")
+    wait_until(lambda: d.failed_logins("alice") >= 1)
+    c.close()
+    # The right password is still answered locally.
+    assert p.check("alice", "pw1") == (0, 0)
+    assert d.pop3_logins("alice") == 1
+
+
+def test_wrong_password_never_let_in_even_with_backend_down(dovecot, proxy):
+    d = dovecot()
+    p = proxy(backend_of(d))
+    p.check("alice", "pw1")
+    d.stop()
+    c = p.pop3()
+    c.user("alice")
+    with pytest.raises(poplib.error_proto, match="SYS/TEMP"):
+        c.pass_("wrong")
+    c.close()
+    # The verified password still works while attenuated.
+    assert p.check("alice", "pw1") == (0, 0)
+
+
+def test_changed_password_updates_the_verifier(dovecot, proxy):
+    """Fig. 4: the new password goes to the server; its +OK replaces the
+    verifier; the old one then goes to the server and is refused."""
+    d = dovecot()
+    p = proxy(backend_of(d))
+    p.check("alice", "pw1")
+    d.set_password("alice", "pw2")
+    assert p.check("alice", "pw2") == (0, 0)
+    assert d.pop3_logins("alice") == 2
+    c = p.pop3()
+    c.user("alice")
+    with pytest.raises(poplib.error_proto):
+        c.pass_("pw1")
+    c.close()
+    assert p.check("alice", "pw2") == (0, 0)
+    assert d.pop3_logins("alice") == 2
+
+
+def test_backend_down_for_an_unverified_user(dovecot, proxy):
+    """Clear -ERR, no local +OK for a user never verified."""
+    port = free_port()
+    p = proxy(f"127.0.0.1:{port}")
+    c = p.pop3()
+    with pytest.raises(poplib.error_proto, match="SYS/TEMP"):
+        c.user("alice")
+    c.close()
+
+
+# ------------------------------------------------------- bad input, faults
+
+def test_command_over_255_octets_is_refused(dovecot, proxy):
+    d = dovecot()
+    p = proxy(backend_of(d))
+    _, out = raw(p.port, [b"USER " + b"a" * 300])
+    assert out.startswith(b"-ERR") and b"too long" in out
+
+
+def test_commands_in_the_wrong_state(dovecot, proxy):
+    d = dovecot()
+    p = proxy(backend_of(d))
+    _, out = raw(p.port, [b"STAT", b"PASS x", b"RETR 1", b"FOO", b"QUIT"])
+    lines = out.split(b"\r\n")
+    assert lines[0].startswith(b"-ERR") and b"state" in lines[0]
+    assert lines[1].startswith(b"-ERR") and b"USER first" in lines[1]
+    assert lines[2].startswith(b"-ERR")
+    assert lines[3].startswith(b"-ERR") and b"unknown" in lines[3]
+    assert lines[4].startswith(b"+OK")
+
+
+def test_pipelined_commands_get_their_replies_in_order(dovecot, proxy):
+    d = dovecot()
+    p = proxy(backend_of(d))
+    p.check("alice", "pw1")
+    _, out = raw(p.port, [b"CAPA", b"USER alice", b"PASS pw1", b"STAT",
+                          b"LIST", b"NOOP", b"QUIT"])
+    assert b"PIPELINING" in out
+    assert out.count(b"+OK") == 7
+    assert b"+OK 0 0\r\n" in out
+    # Pipelined through to the backend too (a first check).
+    d2 = dovecot(users={"bob": "pw"})
+    p2 = proxy(backend_of(d2))
+    _, out = raw(p2.port, [b"USER bob", b"PASS pw", b"STAT", b"QUIT"],
+                 wait=2.0)
+    assert out.count(b"+OK") == 4, out
+
+
+def test_capa_has_login_delay_and_no_apop(dovecot, proxy):
+    d = dovecot()
+    p = proxy(backend_of(d), interval=300)
+    c = p.pop3()
+    assert b"<" not in c.getwelcome()        # no APOP timestamp
+    caps = c.capa()
+    assert caps["LOGIN-DELAY"] == ["300"]
+    assert "USER" in caps and caps["SASL"] == ["PLAIN"]
+    with pytest.raises(poplib.error_proto):
+        c.apop("alice", "pw1")
+    c.quit()
+
+
+def test_auth_plain(dovecot, proxy):
+    d = dovecot()
+    p = proxy(backend_of(d))
+    for _ in range(2):
+        s = socket.create_connection((p.host, p.port), timeout=5)
+        f = s.makefile("rb")
+        f.readline()
+        token = base64.b64encode(b"\0alice\0pw1")
+        s.sendall(b"AUTH PLAIN " + token + b"\r\nSTAT\r\nQUIT\r\n")
+        assert f.readline().startswith(b"+OK")
+        assert f.readline().startswith(b"+OK 0 0")
+        assert f.readline().startswith(b"+OK")      # QUIT, after its STAT
+        s.close()
+    assert d.pop3_logins("alice") == 1
+
+
+def test_client_disconnects_in_every_state(dovecot, proxy):
+    """A client that vanishes leaves nothing locked and deletes nothing."""
+    d = dovecot()
+    d.deliver("alice", subject="keep")
+    p = proxy(backend_of(d))
+    for lines in ([], [b"USER alice"], [b"USER alice", b"PASS pw1"],
+                  [b"USER alice", b"PASS pw1", b"DELE 1"]):
+        s = socket.create_connection((p.host, p.port), timeout=5)
+        s.recv(100)
+        if lines:
+            s.sendall(b"".join(l + b"\r\n" for l in lines))
+            time.sleep(0.3)
+        s.close()
+    time.sleep(0.3)
+    assert d.message_count("alice") == 1      # DELE without QUIT: kept
+    assert p.check("alice", "pw1")[0] == 1    # and not locked
+
+
+def test_too_many_failed_logins_close_the_connection(dovecot, proxy):
+    d = dovecot(auth_penalty=False)
+    p = proxy(backend_of(d), args=["-o", "pop3_proxy.max_auth_failures=2"])
+    s = socket.create_connection((p.host, p.port), timeout=10)
+    f = s.makefile("rb")
+    f.readline()
+    s.sendall(b"USER alice\r\nPASS bad1\r\nUSER alice\r\nPASS bad2\r\n")
+    replies = [f.readline() for _ in range(5)]
+    assert replies[1].startswith(b"-ERR") and replies[3].startswith(b"-ERR")
+    assert b"too many" in replies[4]
+    assert f.readline() == b""
+    s.close()
+
+
+def test_backend_sees_the_client_address_with_xclient(dovecot, proxy):
+    d = dovecot()
+    p = proxy(backend_of(d))
+    p.check("alice", "pw1")
+    wait_until(lambda: d.client_endpoints("alice"))
+    (addr, port), = d.client_endpoints("alice")
+    assert addr == "127.0.0.1" and port != d.pop3_port
+
+
+# ---------------------------------------------------------- notifications
+
+def test_notify_verb_ends_attenuation(dovecot, proxy):
+    d = dovecot()
+    p = proxy(backend_of(d), interval=600,
+              args=["--notify-listen", "127.0.0.1:0"])
+    assert p.check("alice", "pw1") == (0, 0)
+    d.deliver("alice")
+    assert p.check("alice", "pw1") == (0, 0)   # not told yet
+    s = socket.create_connection(("127.0.0.1", p.port_of("notify-listen")))
+    f = s.makefile("rb")
+    assert f.readline().startswith(b"+OK")
+    s.sendall(b"NOTIFY alice\r\nNOTIFY\r\nQUIT\r\n")
+    assert f.readline() == b"+OK\r\n"
+    assert f.readline().startswith(b"-ERR")
+    assert f.readline().startswith(b"+OK")
+    s.close()
+    assert p.check("alice", "pw1")[0] == 1
+
+
+def test_notify_secret_and_unauthorized(dovecot, proxy):
+    d = dovecot()
+    p = proxy(backend_of(d), args=["--notify-listen", "127.0.0.1:0",
+                                    "--notify-secret", "s3cret"])
+    s = socket.create_connection(("127.0.0.1", p.port_of("notify-listen")))
+    f = s.makefile("rb")
+    f.readline()
+    s.sendall(b"NOTIFY alice wrong\r\nNOTIFY alice\r\nNOTIFY alice s3cret\r\n")
+    assert f.readline().startswith(b"-ERR not authorized")
+    assert f.readline().startswith(b"-ERR not authorized")
+    assert f.readline() == b"+OK\r\n"
+    s.close()
+    assert "s3cret" not in " ".join(open(f"/proc/{p.proc.pid}/cmdline")
+                                    .read().split("\0"))
+
+
+def test_dovecot_push_notification_reaches_the_next_check(dovecot, proxy,
+                                                           tmp_path):
+    """Dovecot's push_notification plugin (OX driver) PUTs to the proxy's
+    HTTP endpoint when mail arrives through LMTP: the very next check goes
+    to the backend and sees the message."""
+    http_port = free_port()
+    d = dovecot(push_url=f"http://127.0.0.1:{http_port}/push")
+    d.enable_push("alice")
+    p = proxy(backend_of(d), interval=600,
+              args=["--http-listen", f"127.0.0.1:{http_port}"])
+    assert p.check("alice", "pw1") == (0, 0)
+    d.deliver("alice", subject="pushed")
+    wait_until(lambda: b"notifications 1" in metrics(p), timeout=10)
+    assert p.check("alice", "pw1")[0] == 1
+
+
+def metrics(p):
+    return subprocess.run(
+        ["curl", "-s", f"http://127.0.0.1:{p.port_of('http-listen')}/metrics"],
+        capture_output=True, timeout=10).stdout.replace(
+            b"mailroom_pop3_proxy_", b"")
+
+
+def test_http_notifications_malformed_and_unauthorized(dovecot, proxy):
+    d = dovecot()
+    p = proxy(backend_of(d), args=["--http-listen", "127.0.0.1:0",
+                                    "--notify-secret", "s3cret"])
+    url = f"http://127.0.0.1:{p.port_of('http-listen')}/push"
+
+    def put(body, user=None):
+        cmd = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X",
+               "PUT", "-H", "Content-Type: application/json",
+               "--data-binary", body, url]
+        if user:
+            cmd[1:1] = ["-u", user]
+        return subprocess.run(cmd, capture_output=True, text=True,
+                              timeout=10).stdout
+
+    good = '{"user":"alice","event":"messageNew","folder":"INBOX"}'
+    assert put(good) == "401"
+    assert put(good, "dovecot:nope") == "401"
+    assert put(good, "dovecot:s3cret") == "204"
+    # Dovecot's known breakage: a broken "from" member, still usable.
+    assert put('{"user":"alice","event":"messageNew","from":"x"y"}',
+               "dovecot:s3cret") == "204"
+    assert put("not json", "dovecot:s3cret") == "400"
+    assert put('{"event":"messageNew"}', "dovecot:s3cret") == "400"
+    m = metrics(p)
+    assert b"notifications 2\n" in m
+    assert b"notifications_refused 4\n" in m
+
+
+def test_metrics_count_checks(dovecot, proxy):
+    d = dovecot()
+    p = proxy(backend_of(d), args=["--http-listen", "127.0.0.1:0"])
+    for _ in range(4):
+        p.check("alice", "pw1")
+    m = metrics(p)
+    assert b"\nchecks 4\n" in m
+    assert b"\nchecks_local 3\n" in m
+    assert b"\nchecks_passed 1\n" in m
+    assert b"\nbackend_sessions 1\n" in m
+    assert b"# TYPE mailroom_pop3_proxy_checks counter" in subprocess.run(
+        ["curl", "-s",
+         f"http://127.0.0.1:{p.port_of('http-listen')}/metrics"],
+        capture_output=True, timeout=10).stdout
+    # And in the log at exit.
+    p.stop()
+    assert "event=counters checks=4 local=3 passed=1" in p.stderr
+
+
+def test_table_full_evicts_idle_entries(dovecot, proxy):
+    users = {f"u{i}": "pw" for i in range(4)}
+    d = dovecot(users=users)
+    p = proxy(backend_of(d), args=["-o", "pop3_proxy.max_users=2",
+                                    "--http-listen", "127.0.0.1:0"])
+    for u in users:
+        assert p.check(u, "pw") == (0, 0)
+    m = metrics(p)
+    assert b"\nusers 2\n" in m
+    assert b"\ntable_evictions 2\n" in m
+    # Evicted users are simply checked at the backend again.
+    assert p.check("u0", "pw") == (0, 0)
+
+
+def test_soft_state_restart_starts_empty_and_works(dovecot, proxy):
+    d = dovecot()
+    p = proxy(backend_of(d))
+    p.check("alice", "pw1")
+    p.check("alice", "pw1")
+    p.stop()
+    p2 = proxy(backend_of(d))
+    assert p2.check("alice", "pw1") == (0, 0)
+    assert d.pop3_logins("alice") == 2
+
+
+def test_no_listen_or_backend_is_a_usage_error(mailroom):
+    r = subprocess.run([mailroom, "pop3-proxy", "--listen", "127.0.0.1:0"],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode == 78 and "no backend" in r.stderr
+    r = subprocess.run([mailroom, "pop3-proxy", "--backend", "x:99999"],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode == 78
+
+
+def test_one_user_checking_every_second_for_two_minutes(dovecot, proxy):
+    """The issue's figure: 120 checks at 1/s through an interval of n
+    seconds cause about 120/n backend logins, not 120."""
+    n = 20
+    d = dovecot()
+    p = proxy(backend_of(d), interval=n)
+    t0 = time.monotonic()
+    for i in range(120):
+        assert p.check("alice", "pw1") == (0, 0)
+        delay = t0 + i + 1 - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+    logins = d.pop3_logins("alice")
+    print(f"120 checks, interval {n} s: {logins} backend logins")
+    assert 120 / n <= logins <= 120 / n + 2
