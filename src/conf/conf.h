@@ -25,6 +25,12 @@ struct conf_list {
 };
 
 enum conf_acct_format { CONF_ACCT_CSV, CONF_ACCT_JSON };
+/* pop3_proxy.backend_tls: how the proxy talks to its backend. */
+enum conf_backend_tls {
+	CONF_BTLS_NONE,		/* plain POP3 */
+	CONF_BTLS_STLS,		/* plain, then STLS (RFC 2595), required */
+	CONF_BTLS_TLS,		/* TLS from the first byte (POP3S) */
+};
 /* pop3_proxy.rule: which events end a user's attenuation (seed 000). */
 enum conf_attenuation {
 	CONF_ATT_TIME_DEMAND,	/* the interval, or a new-mail notification */
@@ -121,10 +127,20 @@ struct mr_config {
 
 	/* [pop3_proxy] */
 	char		*pop3_proxy_listen;
+	char		*pop3_proxy_listen_tls;
+	char		*pop3_proxy_tls_cert;
+	char		*pop3_proxy_tls_key;
 	char		*pop3_proxy_backend;
+	int		 pop3_proxy_backend_tls;	/* enum conf_backend_tls */
+	bool		 pop3_proxy_backend_tls_verify;
+	char		*pop3_proxy_backend_ca_file;
 	long long	 pop3_proxy_interval;
 	int		 pop3_proxy_rule;	/* enum conf_attenuation */
 	long long	 pop3_proxy_one_in;
+	long long	 pop3_proxy_fast_checks;
+	long long	 pop3_proxy_fast_window;
+	long long	 pop3_proxy_fast_regular_cv;
+	struct conf_list pop3_proxy_opt_out;
 	long long	 pop3_proxy_session_timeout;
 	long long	 pop3_proxy_idle_timeout;
 	long long	 pop3_proxy_backend_timeout;

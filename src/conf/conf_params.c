@@ -24,6 +24,9 @@ static const char *const conf_acct_formats[] = { "csv", "json", NULL };
 static const char *const conf_attenuations[] = {
 	"time+demand", "time", "demand", NULL,
 };
+static const char *const conf_backend_tls[] = {
+	"none", "stls", "tls", NULL,
+};
 static const char *const conf_tls_policies[] = {
 	"none", "may", "encrypt", "verify", NULL,
 };
@@ -264,10 +267,33 @@ const struct conf_param conf_params[] = {
 	  OFF(pop3_proxy_listen),
 	  "Address the POP3 edge proxy listens on, ADDR:PORT (port 110 when "
 	  "left out); required for pop3-proxy." },
+	{ "pop3_proxy", "listen_tls", CONF_STRING, "", 0, 0, NULL,
+	  OFF(pop3_proxy_listen_tls),
+	  "Address for POP3 over TLS from the first byte (POP3S, port 995 "
+	  "when left out); empty: none. Needs tls_cert and tls_key." },
+	{ "pop3_proxy", "tls_cert", CONF_STRING, "", 0, 0, NULL,
+	  OFF(pop3_proxy_tls_cert),
+	  "PEM certificate chain of the proxy; with tls_key, STLS is offered "
+	  "on the plain listener." },
+	{ "pop3_proxy", "tls_key", CONF_STRING, "", 0, 0, NULL,
+	  OFF(pop3_proxy_tls_key),
+	  "PEM private key of tls_cert." },
 	{ "pop3_proxy", "backend", CONF_STRING, "", 0, 0, NULL,
 	  OFF(pop3_proxy_backend),
 	  "The POP3 server behind the proxy, HOST:PORT (port 110 when left "
-	  "out); required for pop3-proxy." },
+	  "out, 995 with backend_tls = tls); required for pop3-proxy." },
+	{ "pop3_proxy", "backend_tls", CONF_ENUM, "none", 0, 0,
+	  conf_backend_tls, OFF(pop3_proxy_backend_tls),
+	  "TLS to the backend: none, stls (STLS after the greeting, "
+	  "required) or tls (from the first byte)." },
+	{ "pop3_proxy", "backend_tls_verify", CONF_BOOL, "yes", 0, 0, NULL,
+	  OFF(pop3_proxy_backend_tls_verify),
+	  "Check the backend's certificate chain and name (the host of "
+	  "pop3_proxy.backend)." },
+	{ "pop3_proxy", "backend_ca_file", CONF_STRING, "", 0, 0, NULL,
+	  OFF(pop3_proxy_backend_ca_file),
+	  "PEM file of CAs trusted for the backend; empty: the system's "
+	  "store." },
 	{ "pop3_proxy", "interval", CONF_DURATION, "5m", SEC, DAY, NULL,
 	  OFF(pop3_proxy_interval),
 	  "Attenuation interval n: after a check found the mailbox empty, the "
@@ -282,6 +308,23 @@ const struct conf_param conf_params[] = {
 	  OFF(pop3_proxy_one_in),
 	  "When set to m, also let one check in m through while attenuated "
 	  "(the seed's count rule); 0 turns it off." },
+	{ "pop3_proxy", "fast_checks", CONF_INT, "3", 0, 8, NULL,
+	  OFF(pop3_proxy_fast_checks),
+	  "Fast-check rule: this many checks within fast_window while "
+	  "attenuated let the last one through, unless their spacing is "
+	  "regular (an automated client); 0 turns the rule off." },
+	{ "pop3_proxy", "fast_window", CONF_DURATION, "30s", SEC, HOUR, NULL,
+	  OFF(pop3_proxy_fast_window),
+	  "The window of the fast-check rule." },
+	{ "pop3_proxy", "fast_regular_cv", CONF_INT, "15", 0, 100, NULL,
+	  OFF(pop3_proxy_fast_regular_cv),
+	  "Fast checks whose intervals vary less than this (coefficient of "
+	  "variation, in percent) are taken as automated and stay answered "
+	  "locally." },
+	{ "pop3_proxy", "opt_out", CONF_LIST, "", 0, 0, NULL,
+	  OFF(pop3_proxy_opt_out),
+	  "Mailbox names never attenuated: all their commands go to the "
+	  "backend (repeat the key, or separate names with commas)." },
 	{ "pop3_proxy", "session_timeout", CONF_DURATION, "2m", SEC, HOUR,
 	  NULL, OFF(pop3_proxy_session_timeout),
 	  "Session timer of a locally answered session: it is closed this "

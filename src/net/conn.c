@@ -31,7 +31,8 @@ struct net_conn {
 	void				*arg;
 	char				 peer[64];
 	struct sockaddr_storage		 peer_sa;
-	struct event			*drain_ev;	/* already drained */
+	struct event			*drain_ev;	/* report a drain */
+	size_t				 drain_low;
 	size_t				 line_consume;	/* line + EOL */
 	struct event			*fail_ev;	/* connect(2) failed at
 							 * once: report it */
@@ -260,24 +261,50 @@ net_conn_output_len(const struct net_conn *c)
 	return evbuffer_get_length(bufferevent_get_output(c->bev));
 }
 
+/* net_conn_pending - bytes not yet handed to the kernel: with TLS, also
+ * the records the filter has made but the socket not yet taken. */
+static size_t
+net_conn_pending(struct net_conn *c)
+{
+	struct bufferevent *under = bufferevent_get_underlying(c->bev);
+	size_t n = net_conn_output_len(c);
+
+	if (under != NULL)
+		n += evbuffer_get_length(bufferevent_get_output(under));
+	return n;
+}
+
 static void
 net_conn_drained_now(evutil_socket_t fd, short what, void *arg)
 {
 	struct net_conn *c = arg;
+	struct timeval tv = { 0, 5000 };
 
 	(void)fd;
 	(void)what;
+	/* Drained to nothing means on the wire, TLS records included: a
+	 * caller that closes next must not cut its last reply. */
+	if (c->drain_low == 0 && net_conn_pending(c) > 0) {
+		evtimer_add(c->drain_ev, &tv);
+		return;
+	}
 	c->cbs->drained(c, c->arg);
+}
+
+static void
+net_conn_drain_soon(struct net_conn *c)
+{
+	if (c->drain_ev == NULL)
+		c->drain_ev = evtimer_new(c->base, net_conn_drained_now, c);
+	event_active(c->drain_ev, EV_TIMEOUT, 1);
 }
 
 void
 net_conn_watch_drain(struct net_conn *c, size_t low)
 {
+	c->drain_low = low;
 	if (net_conn_output_len(c) <= low) {
-		if (c->drain_ev == NULL)
-			c->drain_ev = event_new(c->base, -1, 0,
-			    net_conn_drained_now, c);
-		event_active(c->drain_ev, EV_TIMEOUT, 1);
+		net_conn_drain_soon(c);
 		return;
 	}
 	bufferevent_setwatermark(c->bev, EV_WRITE, low, 0);
@@ -292,7 +319,7 @@ net_conn_write_cb(struct bufferevent *bev, void *arg)
 
 	/* Once: the owner asks again if it wants to know again. */
 	bufferevent_setcb(bev, net_conn_read_cb, NULL, net_conn_event_cb, c);
-	c->cbs->drained(c, c->arg);
+	net_conn_drain_soon(c);
 }
 
 static void

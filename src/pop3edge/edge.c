@@ -19,6 +19,7 @@
 #include <event2/event.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/ssl.h>
 
 #include "core/mr_clock.h"
 #include "core/mr_err.h"
@@ -51,7 +52,9 @@ enum sess_state {
 enum back_step {
 	B_NONE,		/* no connection */
 	B_CONNECTING,
+	B_TLS,		/* TLS handshake (backend_tls = tls, or after STLS) */
 	B_GREETING,	/* waiting for +OK greeting */
+	B_STLS,		/* STLS sent */
 	B_XCLIENT,	/* XCLIENT sent */
 	B_USER,		/* USER sent */
 	B_PASS,		/* PASS sent */
@@ -76,6 +79,11 @@ struct esess {
 	bool			 body_start;	/* body: at a line start */
 	bool			 holds_lock;	/* this session locked the
 						 * user's entry */
+	bool			 greeted;	/* our greeting was sent */
+	bool			 implicit_tls;	/* POP3S: TLS before all */
+	bool			 xclient_ok;	/* the backend takes XCLIENT */
+	bool			 opt_out;	/* the user is on the opt-out
+						 * list: pass everything */
 	uint32_t		 uid;		/* user entry, or UTABLE_NONE */
 	unsigned		 auth_failures;
 	size_t			 userlen;
@@ -92,6 +100,15 @@ struct edge {
 	struct event_base		*base;
 	const struct mr_config		*cfg;
 	struct net_listener		*lis;
+	struct net_listener		*lis_tls;	/* POP3S */
+	SSL_CTX				*srv_ctx;	/* STLS, POP3S */
+	SSL_CTX				*cli_ctx;	/* to the backend */
+	char				 backend_host[256];	/* SNI */
+	char				**opt_out;	/* sorted names */
+	size_t				 nopt_out;
+	uint64_t			 epoch;		/* mr_clock_ms() at start:
+						 * fast-check times count
+						 * from here */
 	struct utable			*users;
 	struct event			*gc_ev;
 	struct event			*stats_ev;
@@ -130,6 +147,8 @@ sess_capa(struct esess *s)
 	    "TOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n");
 	if (s->st == S_AUTH)
 		evbuffer_add_printf(out, "USER\r\nSASL PLAIN\r\n");
+	if (s->st == S_AUTH && s->e->srv_ctx != NULL && !net_conn_is_tls(s->c))
+		evbuffer_add_printf(out, "STLS\r\n");
 	/* RFC 2449 6.8: the least time between logins we would like. */
 	if (cfg->pop3_proxy_rule != CONF_ATT_DEMAND)
 		evbuffer_add_printf(out, "LOGIN-DELAY %lld\r\n",
@@ -160,6 +179,64 @@ edge_attenuated(struct edge *e, struct utable_entry *u, uint64_t now)
 	    u->checks + 1 >= (uint64_t)cfg->pop3_proxy_one_in)
 		return false;
 	return true;
+}
+
+/*
+ * edge_fast_check - the fast-check rule (P6, seed "The Fast Check Case"),
+ * for a check that would be answered locally: record it; when the last
+ * fast_checks of them fall within fast_window, let this one through if
+ * their spacing is irregular (a person insisting) and keep answering
+ * locally if it is regular (a client polling too often).  The intervals'
+ * coefficient of variation decides; checks less than a second apart on
+ * average are never a person's.
+ */
+static bool
+edge_fast_check(struct edge *e, struct utable_entry *u, uint64_t now)
+{
+	const struct mr_config *cfg = e->cfg;
+	unsigned k = (unsigned)cfg->pop3_proxy_fast_checks, i;
+	uint32_t t = (uint32_t)(now - e->epoch);
+	double mean, var = 0, d;
+
+	if (k < 2)
+		return false;
+	if (u->nfast == k) {
+		memmove(u->fast, u->fast + 1, (k - 1) * sizeof(u->fast[0]));
+		u->nfast--;
+	}
+	u->fast[u->nfast++] = t;
+	if (u->nfast < k ||
+	    (uint32_t)(t - u->fast[0]) > (uint64_t)cfg->pop3_proxy_fast_window)
+		return false;
+	mean = (double)(uint32_t)(t - u->fast[0]) / (k - 1);
+	for (i = 1; i < k; i++) {
+		d = (double)(uint32_t)(u->fast[i] - u->fast[i - 1]) - mean;
+		var += d * d;
+	}
+	var /= k - 1;
+	/* Under a second apart on average is no person clicking. */
+	if (mean < 1000 || var * 10000 < (double)cfg->pop3_proxy_fast_regular_cv *
+	    (double)cfg->pop3_proxy_fast_regular_cv * mean * mean) {
+		e->n.checks_automated++;
+		return false;
+	}
+	u->nfast = 0;
+	e->n.checks_fast_passed++;
+	return true;
+}
+
+/* edge_opted_out - is name on the opt-out list? */
+static int
+edge_name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static bool
+edge_opted_out(struct edge *e, const char *name)
+{
+	return e->nopt_out > 0 && bsearch(&name, e->opt_out, e->nopt_out,
+	    sizeof(*e->opt_out), edge_name_cmp) != NULL;
 }
 
 /* edge_expiry - when an idle entry may leave the table: once nothing it
@@ -433,6 +510,7 @@ sess_login_ok(struct esess *s, const char *p, size_t n)
 		u->terminate = false;
 		s->holds_lock = true;
 		u->checks = 0;
+		u->nfast = 0;
 	}
 	OPENSSL_cleanse(s->pass, sizeof(s->pass));
 	s->st = S_RELAY;
@@ -483,6 +561,37 @@ sess_stat_count(const char *p, size_t n)
 }
 
 /*
+ * sess_backend_login - after the greeting (and TLS): XCLIENT when the
+ * backend takes it, then USER.
+ */
+static void
+sess_backend_login(struct esess *s)
+{
+	const struct sockaddr *sa = net_conn_peer_addr(s->c);
+	char host[INET6_ADDRSTRLEN] = "";
+	unsigned port = 0;
+
+	if (!s->e->cfg->pop3_proxy_xclient || !s->xclient_ok) {
+		sess_backend_send(s, B_USER, "USER", s->user, s->userlen);
+		return;
+	}
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const void *)sa;
+
+		inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
+		port = ntohs(s4->sin_port);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const void *)sa;
+
+		inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
+		port = ntohs(s6->sin6_port);
+	}
+	evbuffer_add_printf(net_conn_output(s->b),
+	    "XCLIENT ADDR=%s PORT=%u\r\n", host, port);
+	s->bs = B_XCLIENT;
+}
+
+/*
  * sess_backend_step - act on what the backend sent, in the step the
  * connection is in.  Called when backend input arrives, and when the
  * session hands the backend a new job in B_READY.
@@ -500,10 +609,13 @@ sess_backend_step(struct esess *s)
 		switch (s->bs) {
 		case B_NONE:
 			return;
+		case B_TLS:
+			return;
 		case B_CONNECTING:
 			/* Data first: on loopback the greeting can be read
 			 * before the connect event is delivered. */
-			if (net_conn_input_len(s->b) == 0)
+			if (net_conn_input_len(s->b) == 0 ||
+			    e->cfg->pop3_proxy_backend_tls == CONF_BTLS_TLS)
 				return;
 			s->bs = B_GREETING;
 			continue;
@@ -546,41 +658,34 @@ sess_backend_step(struct esess *s)
 			/* Dovecot marks a greeting to a trusted proxy with
 			 * [XCLIENT] (its CAPA does not list it); elsewhere
 			 * XCLIENT would be an unknown command. */
-			if (e->cfg->pop3_proxy_xclient &&
-			    memmem(p, n, "[XCLIENT]", 9) != NULL) {
-				const struct sockaddr *sa =
-				    net_conn_peer_addr(s->c);
-				char host[INET6_ADDRSTRLEN] = "";
-				unsigned port = 0;
-
-				if (sa->sa_family == AF_INET) {
-					const struct sockaddr_in *s4 =
-					    (const void *)sa;
-
-					inet_ntop(AF_INET, &s4->sin_addr, host,
-					    sizeof(host));
-					port = ntohs(s4->sin_port);
-				} else if (sa->sa_family == AF_INET6) {
-					const struct sockaddr_in6 *s6 =
-					    (const void *)sa;
-
-					inet_ntop(AF_INET6, &s6->sin6_addr,
-					    host, sizeof(host));
-					port = ntohs(s6->sin6_port);
-				}
+			s->xclient_ok = memmem(p, n, "[XCLIENT]", 9) != NULL;
+			if (e->cfg->pop3_proxy_backend_tls == CONF_BTLS_STLS) {
 				evbuffer_add_printf(net_conn_output(s->b),
-				    "XCLIENT ADDR=%s PORT=%u\r\n", host, port);
-				s->bs = B_XCLIENT;
+				    "STLS\r\n");
+				s->bs = B_STLS;
 				continue;
 			}
-			goto send_user;
+			sess_backend_login(s);
+			continue;
+		case B_STLS:
+			if (!is_ok(p, n)) {
+				sess_backend_fail(s, "the backend refused STLS");
+				return;
+			}
+			if (net_conn_starttls(s->b, e->cli_ctx, e->backend_host,
+			    e->cfg->pop3_proxy_backend_tls_verify) != 0) {
+				sess_backend_fail(s, "cannot start TLS (data "
+				    "after the STLS reply?)");
+				return;
+			}
+			s->bs = B_TLS;
+			return;
 		case B_XCLIENT:
 			/* Refused: the backend sees the proxy's address,
 			 * which is all that is lost. */
 			if (!is_ok(p, n))
 				mr_log_debug(EDGE_MOD, "event=xclient-refused "
 				    "reply=%s", mr_q(p, n));
-		send_user:
 			sess_backend_send(s, B_USER, "USER", s->user,
 			    s->userlen);
 			continue;
@@ -654,8 +759,35 @@ sess_backend_connected(struct net_conn *c, void *arg)
 	struct esess *s = arg;
 
 	(void)c;
-	if (s->bs == B_CONNECTING)
+	if (s->bs != B_CONNECTING)
+		return;
+	if (s->e->cfg->pop3_proxy_backend_tls == CONF_BTLS_TLS) {
+		if (net_conn_starttls(s->b, s->e->cli_ctx, s->e->backend_host,
+		    s->e->cfg->pop3_proxy_backend_tls_verify) != 0) {
+			sess_backend_fail(s, "cannot start TLS");
+			return;
+		}
+		s->bs = B_TLS;
+		return;
+	}
+	s->bs = B_GREETING;
+	sess_backend_step(s);
+}
+
+/* sess_backend_tls_done - POP3S: the greeting comes next; after STLS:
+ * log in (POP3 sends no second greeting). */
+static void
+sess_backend_tls_done(struct net_conn *c, void *arg)
+{
+	struct esess *s = arg;
+
+	(void)c;
+	if (s->e->cfg->pop3_proxy_backend_tls == CONF_BTLS_TLS) {
 		s->bs = B_GREETING;
+		sess_backend_step(s);
+		return;
+	}
+	sess_backend_login(s);
 	sess_backend_step(s);
 }
 
@@ -692,6 +824,7 @@ sess_client_drained(struct net_conn *c, void *arg);
 static const struct net_conn_cbs sess_backend_cbs = {
 	.connected = sess_backend_connected,
 	.readable = sess_backend_readable,
+	.tls_done = sess_backend_tls_done,
 	.failed = sess_backend_failed,
 };
 
@@ -747,6 +880,8 @@ sess_pass(struct esess *s, const char *pw, size_t len)
 	struct timeval tv;
 
 	e->n.checks++;
+	if (s->opt_out)
+		e->n.checks_opt_out++;
 	if (s->uid != UTABLE_NONE)
 		u = utable_get(e->users, s->uid);
 	if (u != NULL && u->lock) {
@@ -758,7 +893,7 @@ sess_pass(struct esess *s, const char *pw, size_t len)
 	memcpy(s->pass, pw, len);
 	s->passlen = len;
 	if (u != NULL && utable_check_password(e->users, s->uid, pw, len) &&
-	    edge_attenuated(e, u, now)) {
+	    edge_attenuated(e, u, now) && !edge_fast_check(e, u, now)) {
 		OPENSSL_cleanse(s->pass, sizeof(s->pass));
 		u->terminate = true;
 		u->lock = true;
@@ -850,7 +985,8 @@ sess_auth_plain(struct esess *s, const char *b64, size_t len)
 		memcpy(s->user, authc, s->userlen);
 		s->user[s->userlen] = '\0';
 		s->have_user = true;
-		if (s->uid == UTABLE_NONE)
+		s->opt_out = edge_opted_out(s->e, s->user);
+		if (s->uid == UTABLE_NONE && !s->opt_out)
 			(void)sess_take_user(s, &existed);
 	}
 	sess_pass(s, (const char *)pw, (size_t)(end - pw));
@@ -877,7 +1013,8 @@ sess_user(struct esess *s, const char *name, size_t len)
 	s->userlen = len;
 	s->have_user = true;
 	s->passlen = 0;
-	if (!sess_take_user(s, &existed) || !existed) {
+	s->opt_out = edge_opted_out(s->e, s->user);
+	if (s->opt_out || !sess_take_user(s, &existed) || !existed) {
 		/* None: the entry is new (or none could be had); the backend
 		 * answers USER. */
 		s->busy = true;
@@ -933,8 +1070,15 @@ sess_relay_cmd(struct esess *s, const struct pop3_cmd *cmd, const char *line,
 {
 	switch (cmd->verb) {
 	case POP3_QUIT:
-		/* Held: STAT first, to learn whether the mailbox is empty. */
+		/* Held: STAT first, to learn whether the mailbox is empty
+		 * (unless nothing is kept for the user: opted out, or no
+		 * room in the table). */
 		s->busy = true;
+		if (s->uid == UTABLE_NONE) {
+			evbuffer_add_printf(net_conn_output(s->b), "QUIT\r\n");
+			s->bs = B_QUIT;
+			return;
+		}
 		evbuffer_add_printf(net_conn_output(s->b), "STAT\r\n");
 		s->bs = B_STAT;
 		return;
@@ -1007,6 +1151,28 @@ sess_auth_cmd(struct esess *s, const struct pop3_cmd *cmd)
 	}
 }
 
+/* sess_stls - RFC 2595: TLS before the login, on the plain listener. */
+static void
+sess_stls(struct esess *s)
+{
+	if (s->e->srv_ctx == NULL) {
+		sess_reply(s, "-ERR STLS is not available");
+		return;
+	}
+	if (net_conn_is_tls(s->c) || s->have_user) {
+		sess_reply(s, "-ERR STLS only once, before USER");
+		return;
+	}
+	sess_reply(s, "+OK Begin TLS negotiation");
+	/* Commands sent after STLS in plain text are not taken into the
+	 * TLS session (RFC 2595 4): such a client is dropped. */
+	if (net_conn_accepttls(s->c, s->e->srv_ctx) != 0) {
+		sess_close(s);
+		return;
+	}
+	s->busy = true;		/* until the handshake is done */
+}
+
 /* sess_process - handle the client's commands until one waits for the
  * backend or none is left. */
 static void
@@ -1046,6 +1212,11 @@ sess_process(struct esess *s)
 			}
 			evbuffer_add_printf(net_conn_output(s->c),
 			    "-ERR %s\r\n", why);
+			continue;
+		}
+		if (cmd.verb == POP3_STLS && s->st == S_AUTH) {
+			net_conn_line_done(s->c);
+			sess_stls(s);
 			continue;
 		}
 		switch (s->st) {
@@ -1103,8 +1274,30 @@ sess_client_drained(struct net_conn *c, void *arg)
 	}
 }
 
+static void
+sess_greet(struct esess *s)
+{
+	/* No APOP timestamp: an attenuating proxy can neither check APOP
+	 * nor pass it on (the digest binds the backend's own greeting). */
+	sess_reply(s, "+OK POP3 ready");
+	s->greeted = true;
+}
+
+static void
+sess_client_tls_done(struct net_conn *c, void *arg)
+{
+	struct esess *s = arg;
+
+	(void)c;
+	s->busy = false;
+	if (!s->greeted)
+		sess_greet(s);
+	sess_process(s);
+}
+
 static const struct net_conn_cbs sess_client_cbs = {
 	.readable = sess_client_readable,
+	.tls_done = sess_client_tls_done,
 	.failed = sess_client_failed,
 	.drained = sess_client_drained,
 };
@@ -1114,8 +1307,8 @@ static const struct net_conn_cbs sess_client_cbs = {
 /* ---------------------------------------------------------------- */
 
 static void
-edge_accept(int fd, const struct sockaddr *peer, socklen_t peerlen,
-    void *arg)
+edge_accept_any(int fd, const struct sockaddr *peer, socklen_t peerlen,
+    void *arg, bool implicit_tls)
 {
 	static const char busy[] = "-ERR [SYS/TEMP] too many connections, "
 	    "try again later\r\n";
@@ -1146,9 +1339,28 @@ edge_accept(int fd, const struct sockaddr *peer, socklen_t peerlen,
 	e->sessions = s;
 	e->n.sessions++;
 	e->n.sessions_active++;
-	/* No APOP timestamp: an attenuating proxy can neither check APOP
-	 * nor pass it on (the digest binds the backend's own greeting). */
-	sess_reply(s, "+OK POP3 ready");
+	if (!implicit_tls) {
+		sess_greet(s);
+		return;
+	}
+	s->implicit_tls = true;
+	s->busy = true;
+	if (net_conn_accepttls(s->c, e->srv_ctx) != 0)
+		sess_close(s);
+}
+
+static void
+edge_accept(int fd, const struct sockaddr *peer, socklen_t peerlen,
+    void *arg)
+{
+	edge_accept_any(fd, peer, peerlen, arg, false);
+}
+
+static void
+edge_accept_tls(int fd, const struct sockaddr *peer, socklen_t peerlen,
+    void *arg)
+{
+	edge_accept_any(fd, peer, peerlen, arg, true);
 }
 
 /* edge_gc - entries past their expiry leave the table (P7). */
@@ -1194,6 +1406,54 @@ edge_stats(evutil_socket_t fd, short what, void *arg)
 	evtimer_add(e->stats_ev, &tv);
 }
 
+/* edge_opt_out_load - the opt-out names (comma-separated within an
+ * entry too), sorted for bsearch. */
+static void
+edge_opt_out_load(struct edge *e, const struct conf_list *l)
+{
+	const char *p, *end;
+	size_t i;
+
+	for (i = 0; i < l->n; i++) {
+		for (p = l->v[i]; *p; p = *end ? end + 1 : end) {
+			while (*p == ' ')
+				p++;
+			end = p + strcspn(p, ",");
+			if (end == p)
+				continue;
+			e->opt_out = xreallocarray(e->opt_out, e->nopt_out + 1,
+			    sizeof(*e->opt_out));
+			e->opt_out[e->nopt_out] = xstrndup(p,
+			    (size_t)(end - p));
+			e->nopt_out++;
+		}
+	}
+	if (e->nopt_out > 1)
+		qsort(e->opt_out, e->nopt_out, sizeof(*e->opt_out),
+		    edge_name_cmp);
+}
+
+/* edge_backend_host - the host part of "host:port" or "[v6]:port", for
+ * SNI and the certificate's name. */
+static void
+edge_backend_host(const char *text, char *out, size_t size)
+{
+	const char *end;
+	size_t n;
+
+	if (*text == '[') {
+		text++;
+		end = strchr(text, ']');
+	} else {
+		end = strrchr(text, ':');
+	}
+	n = end ? (size_t)(end - text) : strlen(text);
+	if (n >= size)
+		n = size - 1;
+	memcpy(out, text, n);
+	out[n] = '\0';
+}
+
 struct edge *
 edge_new(struct event_base *base, const struct mr_config *cfg,
     struct mr_buf *err)
@@ -1210,18 +1470,41 @@ edge_new(struct event_base *base, const struct mr_config *cfg,
 		    "pop3_proxy.backend");
 		return NULL;
 	}
+	if (*cfg->pop3_proxy_listen_tls != '\0' &&
+	    (*cfg->pop3_proxy_tls_cert == '\0' ||
+	    *cfg->pop3_proxy_tls_key == '\0')) {
+		mr_buf_puts(err, "pop3_proxy.listen_tls needs "
+		    "pop3_proxy.tls_cert and pop3_proxy.tls_key");
+		return NULL;
+	}
 	e = xcalloc(1, sizeof(*e));
 	e->base = base;
 	e->cfg = cfg;
-	if (net_addr_parse(cfg->pop3_proxy_backend, 110, 0, &e->backend,
-	    &e->backend_len, err) != 0) {
-		free(e);
-		return NULL;
-	}
+	if (net_addr_parse(cfg->pop3_proxy_backend,
+	    cfg->pop3_proxy_backend_tls == CONF_BTLS_TLS ? 995 : 110, 0,
+	    &e->backend, &e->backend_len, err) != 0)
+		goto fail;
+	edge_backend_host(cfg->pop3_proxy_backend, e->backend_host,
+	    sizeof(e->backend_host));
+	edge_opt_out_load(e, &cfg->pop3_proxy_opt_out);
+	e->epoch = mr_clock_ms();
+	if (*cfg->pop3_proxy_tls_cert != '\0' &&
+	    (e->srv_ctx = net_tls_server_ctx(cfg->pop3_proxy_tls_cert,
+	    cfg->pop3_proxy_tls_key, err)) == NULL)
+		goto fail;
+	if (cfg->pop3_proxy_backend_tls != CONF_BTLS_NONE &&
+	    (e->cli_ctx = net_tls_client_ctx(cfg->pop3_proxy_backend_tls_verify,
+	    cfg->pop3_proxy_backend_ca_file, err)) == NULL)
+		goto fail;
 	e->users = utable_new((uint32_t)cfg->pop3_proxy_max_users);
 	e->gc_ev = evtimer_new(base, edge_gc, e);
 	e->stats_ev = evtimer_new(base, edge_stats, e);
 	return e;
+fail:
+	if (e->srv_ctx)
+		SSL_CTX_free(e->srv_ctx);
+	free(e);
+	return NULL;
 }
 
 int
@@ -1233,6 +1516,12 @@ edge_start(struct edge *e, struct mr_buf *err)
 	    edge_accept, e, err);
 	if (e->lis == NULL)
 		return -1;
+	if (*e->cfg->pop3_proxy_listen_tls != '\0') {
+		e->lis_tls = net_listen(e->base, e->cfg->pop3_proxy_listen_tls,
+		    995, 1024, edge_accept_tls, e, err);
+		if (e->lis_tls == NULL)
+			return -1;
+	}
 	tv.tv_sec = e->cfg->pop3_proxy_gc_interval / 1000;
 	tv.tv_usec = (e->cfg->pop3_proxy_gc_interval % 1000) * 1000;
 	evtimer_add(e->gc_ev, &tv);
@@ -1248,10 +1537,17 @@ edge_listen_addr(const struct edge *e)
 	return e->lis ? net_listener_addr(e->lis) : "";
 }
 
+const char *
+edge_listen_tls_addr(const struct edge *e)
+{
+	return e->lis_tls ? net_listener_addr(e->lis_tls) : "";
+}
+
 void
 edge_stop(struct edge *e)
 {
 	net_listener_free(&e->lis);
+	net_listener_free(&e->lis_tls);
 	while (e->sessions != NULL)
 		sess_free(e->sessions);
 	evtimer_del(e->gc_ev);
@@ -1269,6 +1565,13 @@ edge_free(struct edge **ep)
 	event_free(e->gc_ev);
 	event_free(e->stats_ev);
 	utable_free(&e->users);
+	for (size_t i = 0; i < e->nopt_out; i++)
+		free(e->opt_out[i]);
+	free(e->opt_out);
+	if (e->srv_ctx)
+		SSL_CTX_free(e->srv_ctx);
+	if (e->cli_ctx)
+		SSL_CTX_free(e->cli_ctx);
 	free(e);
 	*ep = NULL;
 }
@@ -1321,6 +1624,12 @@ edge_metrics(struct edge *e, struct evbuffer *out)
 		    "Checks answered locally: mailbox known empty."),
 		C(checks_passed, "counter",
 		    "Checks passed to the backend."),
+		C(checks_fast_passed, "counter",
+		    "Fast checks let through (irregular, a person)."),
+		C(checks_automated, "counter",
+		    "Fast checks kept local (regular, an automated client)."),
+		C(checks_opt_out, "counter",
+		    "Checks of opted-out users (always passed)."),
 		C(backend_sessions, "counter",
 		    "Backend connections opened."),
 		C(backend_errors, "counter",

@@ -48,6 +48,9 @@ struct edge_counters {
 	uint64_t	checks;			/* logins asked (PASS, AUTH) */
 	uint64_t	checks_local;		/* answered "no mail" locally */
 	uint64_t	checks_passed;		/* sent to the backend */
+	uint64_t	checks_fast_passed;	/* fast-check rule: through */
+	uint64_t	checks_automated;	/* fast-check rule: regular */
+	uint64_t	checks_opt_out;		/* opted-out users */
 	uint64_t	backend_sessions;	/* backend connections opened */
 	uint64_t	backend_errors;		/* unreachable, timed out, broken */
 	uint64_t	logins_refused;		/* -ERR to a login, any cause */
@@ -70,6 +73,8 @@ struct edge *edge_new(struct event_base *base, const struct mr_config *cfg,
 int edge_start(struct edge *e, struct mr_buf *err);
 /* edge_listen_addr - the bound listening address (for logs and tests). */
 const char *edge_listen_addr(const struct edge *e);
+/* edge_listen_tls_addr - the POP3S address, "" when none. */
+const char *edge_listen_tls_addr(const struct edge *e);
 /* edge_stop - stop accepting, close every session (no QUIT is sent on
  * the client's behalf, so nothing is deleted). */
 void edge_stop(struct edge *e);

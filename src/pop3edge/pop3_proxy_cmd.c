@@ -163,6 +163,8 @@ pop3_proxy_cmd(int argc, char **argv)
 		goto out;
 	}
 	printf("listen: %s\n", edge_listen_addr(e));
+	if (*edge_listen_tls_addr(e))
+		printf("listen-tls: %s\n", edge_listen_tls_addr(e));
 	if (*edge_notify_line_addr(n))
 		printf("notify-listen: %s\n", edge_notify_line_addr(n));
 	if (*edge_notify_http_addr(n))

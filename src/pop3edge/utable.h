@@ -23,6 +23,7 @@
 
 #define UTABLE_NONE		UINT32_MAX
 #define UTABLE_NAME_MAX		128	/* octets of a mailbox name */
+#define UTABLE_FAST_MAX		8	/* check times kept (fast-check rule) */
 
 /* The user's state in the seed's table (None is "no entry"). */
 enum utable_state {
@@ -43,8 +44,12 @@ struct utable_entry {
 	bool		 has_verifier;
 	bool		 lock;		/* a session holds the mailbox */
 	bool		 terminate;	/* that session is answered locally */
+	uint8_t		 nfast;		/* times in fast[] */
 	uint8_t		 salt[8];
 	uint8_t		 verifier[16];
+	uint32_t	 fast[UTABLE_FAST_MAX];	/* recent attenuated checks,
+						 * ms on a wrapping clock,
+						 * oldest first */
 };
 
 struct utable;

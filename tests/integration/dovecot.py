@@ -2,7 +2,8 @@
 
 Dovecot   a throwaway Dovecot instance (`dovecot -F -c CONF`, run as root)
           serving POP3, IMAP and LMTP on loopback TCP ports, with users from
-          a passwd-file and Maildirs under a private directory.  Stopped by
+          a passwd-file and Maildirs under a private directory, optionally
+          with TLS (STLS, and POP3S on its own port).  Stopped by
           PID (the master, then any child still alive); stopping takes
           Dovecot's master a second.  Helpers deliver mail through LMTP,
           turn on new-mail push for a user, change a password, count
@@ -14,7 +15,8 @@ dovecot   pytest fixture: a factory dovecot(**kw) -> Dovecot, stopped at
 
 Facts checked on Dovecot 2.3.19.1 (Debian 12) by test_dovecot_selftest.py:
 
-Greeting and CAPA (pop3-login, before authentication; no STLS since ssl=no)::
+Greeting and CAPA (pop3-login, before authentication; no STLS since ssl=no,
+for TLS see below)::
 
     +OK [XCLIENT] Dovecot (Debian) ready.     (from a trusted network)
     +OK Dovecot (Debian) ready.               (otherwise)
@@ -50,6 +52,30 @@ login_trusted_networks)::
   third unknown command in a row, NOOP included, gets "-ERR Unknown
   command." then "-ERR Too many invalid bad commands." and a disconnect;
   XCLIENT errors do not count.)
+
+TLS (tls=(cert, key); without it ssl = no and no pop3s listener)::
+
+    ssl = yes
+    ssl_cert = <DIR/tls.crt              (copies of the given files)
+    ssl_key = <DIR/tls.key
+    disable_plaintext_auth = no          (USER/PASS also without TLS)
+    service pop3-login {
+      inet_listener pop3 { address = 127.0.0.1  port = POP3_PORT }
+      inet_listener pop3s { address = 127.0.0.1  port = POP3S_PORT
+                            ssl = yes }
+    }
+
+  On the plain port CAPA then also lists STLS (after USER, before
+  SASL); STLS -> "+OK Begin TLS negotiation now.", and CAPA over TLS is
+  the list without STLS (no new greeting, as POP3 has none).  POP3S
+  (implicit TLS on pop3s_port) greets like the plain port, its CAPA
+  without STLS.  Over TLS the Login line says "TLS" where it said
+  "secured" (loopback, plaintext).  XCLIENT from a trusted network works
+  over TLS as without it: the greeting still carries [XCLIENT] on both
+  ports; XCLIENT after STLS, or on the pop3s port, -> "+OK Updated" and
+  sets rip/rport; XCLIENT sent before STLS also survives it.  TLS 1.3,
+  no DH parameters needed (no warning in the log); a make_cert()
+  certificate is its own CA (ssl_context() trusts it).
 
 Authentication: USER/PASS, AUTH PLAIN with an initial response
 (`AUTH PLAIN base64("\\0user\\0pass")`, RFC 5034) or without one ("+ "
@@ -121,6 +147,7 @@ import shutil
 import signal
 import smtplib
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -171,9 +198,15 @@ class Dovecot:
       finds none and disables it).
     max_userip_connections: mail_max_userip_connections for POP3 (Dovecot
       allows 10 sessions per user and client address); None keeps it.
+    tls: None (ssl = no), or (cert_path, key_path) of PEM files, e.g. from
+      peers.make_cert(): then ssl = yes with copies of them in .dir,
+      STLS on pop3_port (plaintext auth still allowed without it) and
+      implicit TLS (POP3S) on .pop3s_port.  See "TLS" in the module
+      docstring.
     start: start at once (else call start()).
 
-    Attributes: host, pop3_port, imap_port, lmtp_port, log_path, dir,
+    Attributes: host, pop3_port, pop3s_port (None without tls), imap_port,
+    lmtp_port, log_path, dir,
     users (current passwords), proc (the master process, None when
     stopped).  stop(cleanup=False) then start() brings the same instance
     back on the same ports (a backend that goes away and returns).
@@ -182,7 +215,7 @@ class Dovecot:
     def __init__(self, tmp_path, users=None, push_url=None,
                  auth_failure_delay="0", trusted_networks="127.0.0.0/8",
                  tuned=True, auth_penalty=True, max_userip_connections=None,
-                 start=True):
+                 tls=None, start=True):
         if os.geteuid() != 0 or not os.access(DOVECOT, os.X_OK):
             raise RuntimeError(f"the Dovecot fixture runs {DOVECOT} as root")
         self.tmp_path = pathlib.Path(tmp_path)
@@ -197,12 +230,27 @@ class Dovecot:
         self.proc = None
         self._children = None
         self.pop3_port = self.imap_port = self.lmtp_port = None
+        self.pop3s_port = None
         self._passwd_mtime = 0
         self.dir = pathlib.Path(tempfile.mkdtemp(prefix="mailroom-dovecot-"))
         os.chmod(self.dir, 0o755)
         self.log_path = self.dir / "dovecot.log"
         self.passwd_path = self.dir / "passwd"
         (self.dir / "home").mkdir(mode=0o755)
+        self.tls = None
+        if tls is not None:
+            # Copies, read by Dovecot's config process (root) at start: the
+            # originals may sit in a 0700 tmp_path, or go away.
+            cert, key = tls
+            self.tls = (self.dir / "tls.crt", self.dir / "tls.key")
+            try:
+                shutil.copyfile(cert, self.tls[0])
+                shutil.copyfile(key, self.tls[1])
+            except BaseException:
+                shutil.rmtree(self.dir, ignore_errors=True)
+                raise
+            os.chmod(self.tls[0], 0o644)
+            os.chmod(self.tls[1], 0o600)
         self._write_passwd()
         if start:
             try:
@@ -223,7 +271,11 @@ class Dovecot:
                 self.pop3_port = free_port(self.host)
                 self.imap_port = free_port(self.host)
                 self.lmtp_port = free_port(self.host)
-                if len({self.pop3_port, self.imap_port, self.lmtp_port}) < 3:
+                ports = [self.pop3_port, self.imap_port, self.lmtp_port]
+                if self.tls:
+                    self.pop3s_port = free_port(self.host)
+                    ports.append(self.pop3s_port)
+                if len(set(ports)) < len(ports):
                     continue
             self.instance = f"mailroom-{self.pop3_port}"
             # A stale pid file would stop the master if its PID was reused.
@@ -332,7 +384,10 @@ class Dovecot:
             f"log_path = {d}/dovecot.log",
             "protocols = pop3 imap lmtp",
             "listen = 127.0.0.1",
-            "ssl = no",
+            *(["ssl = yes", f"ssl_cert = <{self.tls[0]}",
+                f"ssl_key = <{self.tls[1]}"] if self.tls else ["ssl = no"]),
+            # Plaintext USER/PASS also without STLS (and, with tls, from
+            # networks other than loopback).
             "disable_plaintext_auth = no",
             "auth_mechanisms = plain login",
             # No auth cache: a changed passwd-file counts at once.
@@ -372,7 +427,9 @@ class Dovecot:
             "service pop3-login {",
             f"  inet_listener pop3 {{\n    address = {self.host}\n"
             f"    port = {self.pop3_port}\n  }}",
-            "  inet_listener pop3s {\n    port = 0\n  }",
+            (f"  inet_listener pop3s {{\n    address = {self.host}\n"
+             f"    port = {self.pop3s_port}\n    ssl = yes\n  }}"
+             if self.tls else "  inet_listener pop3s {\n    port = 0\n  }"),
             tuning_login + "}",
             "service pop3 {\n" + tuning_pop3 + "}",
             "service imap-login {",
@@ -444,6 +501,19 @@ class Dovecot:
     def pop3(self, timeout=10):
         """A poplib.POP3 connected to Dovecot (not logged in)."""
         return poplib.POP3(self.host, self.pop3_port, timeout=timeout)
+
+    def ssl_context(self):
+        """A client SSLContext trusting this instance's certificate (a
+        make_cert() one is its own CA); host names are not checked."""
+        ctx = ssl.create_default_context(cafile=str(self.tls[0]))
+        ctx.check_hostname = False
+        return ctx
+
+    def pop3_ssl(self, timeout=10, context=None):
+        """A poplib.POP3_SSL connected to .pop3s_port (not logged in);
+        context defaults to ssl_context()."""
+        return poplib.POP3_SSL(self.host, self.pop3s_port, timeout=timeout,
+                               context=context or self.ssl_context())
 
     def deliver(self, user, subject="Test message", body="Hello.\r\n",
                 sender="sender@example.test", message=None):

@@ -4,7 +4,8 @@ Checks, with plain clients (poplib, raw sockets, imaplib, smtplib.LMTP),
 that the throwaway Dovecot does what the pop3-proxy tests rely on: POP3
 logins and delivery through LMTP, failure delays and the auth penalty,
 password changes, XCLIENT from a trusted network, OX push notifications,
-AUTH PLAIN, and the capabilities Dovecot advertises.  What was observed is
+AUTH PLAIN, the capabilities Dovecot advertises, and TLS (STLS, POP3S,
+XCLIENT over TLS).  What was observed is
 written down in dovecot.py's docstring.  Needs root and Dovecot 2.3; no
 mailroom binary.
 """
@@ -12,24 +13,38 @@ import base64
 import imaplib
 import poplib
 import socket
+import ssl
 import time
 
 import pytest
 
 from dovecot import Dovecot, PushReceiver, _cmdline, _descendants
 from dovecot import dovecot  # noqa: F401  (the fixture)
-from peers import wait_until
+from peers import make_cert, wait_until
 
 
 class RawPop3:
     """A line-level POP3 client, for what poplib will not send (XCLIENT,
     pipelined commands) or to look at the exact replies."""
 
-    def __init__(self, d, timeout=10):
-        self.sock = socket.create_connection((d.host, d.pop3_port),
-                                             timeout=timeout)
+    def __init__(self, d, timeout=10, context=None):
+        """context: connect to d.pop3s_port with TLS from the start."""
+        self.sock = socket.create_connection(
+            (d.host, d.pop3s_port if context else d.pop3_port),
+            timeout=timeout)
+        if context:
+            self.sock = context.wrap_socket(self.sock)
         self.file = self.sock.makefile("rb")
         self.greeting = self.line()
+
+    def stls(self, context):
+        """STLS, then TLS on the same connection; STLS's reply."""
+        reply = self.cmd("STLS")[0]
+        assert reply.startswith("+OK"), reply
+        self.file.close()
+        self.sock = context.wrap_socket(self.sock)
+        self.file = self.sock.makefile("rb")
+        return reply
 
     def line(self):
         return self.file.readline().decode().rstrip("\r\n")
@@ -316,3 +331,118 @@ def test_capabilities(shared, capsys):
     c.close()
     with capsys.disabled():
         print(f"\nCAPA before login: {before}\nCAPA after login: {after}")
+
+
+# ------------------------------------------------------------------- TLS
+
+TLS_USERS = ["tess", "tim", "tom", "tina"]
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory):
+    """One Dovecot with tls=make_cert(...), for the TLS tests (each with
+    its own user)."""
+    tmp = tmp_path_factory.mktemp("dovecot-tls")
+    cert = make_cert(tmp / "cert", cn="pop.test", ips=["127.0.0.1"])
+    d = Dovecot(tmp, auth_penalty=False, tls=cert,
+                users={u: f"{u}-pw" for u in TLS_USERS})
+    yield d
+    d.stop()
+
+
+def unverified():
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def test_tls_none_has_no_pop3s(shared):
+    assert shared.pop3s_port is None
+    assert "ssl = no" in (shared.dir / "dovecot.conf").read_text()
+
+
+def test_stls_then_user_pass(tls):
+    d = tls
+    assert d.pop3s_port and d.pop3s_port != d.pop3_port
+    for ctx in (unverified(), d.ssl_context()):
+        p = d.pop3()
+        assert p.stls(ctx).startswith(b"+OK")
+        assert isinstance(p.sock, ssl.SSLSocket)
+        p.user("tess")
+        p.pass_("tess-pw")
+        assert p.stat() == (0, 0)
+        p.quit()
+    # Plaintext USER/PASS still works without STLS.
+    p = d.pop3()
+    p.user("tess")
+    p.pass_("tess-pw")
+    p.quit()
+    assert wait_until(lambda: d.pop3_logins("tess") == 3)
+    assert [m["rip"] for m in d._logins(user="tess")] == ["127.0.0.1"] * 3
+    logins = [l for l in d.log_text().splitlines()
+              if "Login: user=<tess>" in l]
+    assert [" TLS," in l for l in logins] == [True, True, False]
+
+
+def test_pop3s(tls):
+    d = tls
+    d.deliver("tim", subject="Over TLS")
+    p = d.pop3_ssl()
+    assert p.getwelcome().startswith(b"+OK")
+    p.user("tim")
+    p.pass_("tim-pw")
+    assert p.stat()[0] == 1
+    assert b"Subject: Over TLS" in p.retr(1)[1]
+    p.quit()
+    p = d.pop3_ssl(context=unverified())
+    p.user("tim")
+    p.pass_("tim-pw")
+    p.quit()
+    assert wait_until(lambda: d.pop3_logins("tim") == 2)
+
+
+def test_tls_capabilities(tls, capsys):
+    d = tls
+    c = RawPop3(d)
+    before = c.multiline("CAPA")
+    assert before == ["CAPA", "TOP", "UIDL", "RESP-CODES", "PIPELINING",
+                      "AUTH-RESP-CODE", "STLS", "USER", "SASL PLAIN LOGIN"]
+    assert c.stls(d.ssl_context()) == "+OK Begin TLS negotiation now."
+    after = c.multiline("CAPA")
+    assert after == [x for x in before if x != "STLS"]
+    c.close()
+    c = RawPop3(d, context=d.ssl_context())
+    pop3s = c.multiline("CAPA")
+    assert pop3s == after
+    c.close()
+    with capsys.disabled():
+        print(f"\nTLS CAPA before STLS: {before}\nafter STLS: {after}\n"
+              f"on pop3s: {pop3s}")
+
+
+def test_xclient_over_tls(tls):
+    d = tls
+    # After STLS: the greeting had [XCLIENT], and XCLIENT still works.
+    c = RawPop3(d)
+    assert c.greeting == "+OK [XCLIENT] Dovecot (Debian) ready."
+    c.stls(d.ssl_context())
+    assert c.cmd("XCLIENT ADDR=127.0.0.9 PORT=4242", "USER tom",
+                 "PASS tom-pw") == ["+OK Updated", "+OK", "+OK Logged in."]
+    c.close()
+    # On the pop3s port: same greeting, XCLIENT works.
+    c = RawPop3(d, context=d.ssl_context())
+    assert c.greeting == "+OK [XCLIENT] Dovecot (Debian) ready."
+    assert c.cmd("XCLIENT ADDR=127.0.0.10 PORT=4343") == ["+OK Updated"]
+    assert c.cmd("USER tom", "PASS tom-pw") == ["+OK", "+OK Logged in."]
+    c.close()
+    # XCLIENT before STLS survives the TLS handshake.
+    c = RawPop3(d)
+    assert c.cmd("XCLIENT ADDR=127.0.0.11 PORT=1111") == ["+OK Updated"]
+    c.stls(d.ssl_context())
+    assert c.cmd("USER tom", "PASS tom-pw") == ["+OK", "+OK Logged in."]
+    c.close()
+    assert wait_until(lambda: d.pop3_logins("tom") == 3)
+    assert d.client_endpoints("tom") == [("127.0.0.9", 4242),
+                                         ("127.0.0.10", 4343),
+                                         ("127.0.0.11", 1111)]

@@ -9,6 +9,7 @@ and curl (HTTP notifications and /metrics).  Dovecot is the backend
 import base64
 import poplib
 import socket
+import ssl
 import subprocess
 import time
 
@@ -16,7 +17,7 @@ import pytest
 
 from conftest import free_port
 from dovecot import dovecot  # noqa: F401 (a fixture)
-from peers import wait_until
+from peers import make_cert, wait_until
 
 
 class Proxy:
@@ -30,19 +31,18 @@ class Proxy:
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True)
         self.addrs = {}
+        want = {"listen"}
+        want |= {"listen-tls"} if any(
+            a.startswith("pop3_proxy.listen_tls=") for a in args) else set()
+        want |= {"notify-listen"} if "--notify-listen" in args else set()
+        want |= {"http-listen"} if "--http-listen" in args else set()
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not want <= self.addrs.keys():
             line = self.proc.stdout.readline()
             if not line:
                 break
             key, _, value = line.strip().partition(": ")
             self.addrs[key] = value
-            if key == "listen" and not any(
-                    a in ("--notify-listen", "--http-listen") for a in args):
-                break
-            if key == "http-listen" or (key == "notify-listen" and
-                                        "--http-listen" not in args):
-                break
         if "listen" not in self.addrs:
             self.proc.kill()
             raise RuntimeError("proxy did not start: " +
@@ -576,3 +576,147 @@ def test_one_user_checking_every_second_for_two_minutes(dovecot, proxy):
     logins = d.pop3_logins("alice")
     print(f"120 checks, interval {n} s: {logins} backend logins")
     assert 120 / n <= logins <= 120 / n + 2
+
+
+# ------------------------------------------------------------------ TLS
+
+def client_ctx(cert):
+    ctx = ssl.create_default_context(cafile=str(cert))
+    ctx.check_hostname = False
+    return ctx
+
+
+def test_pop3s_and_stls_to_the_proxy(dovecot, proxy, tmp_path):
+    """Clients reach the proxy over POP3S, or STLS on the plain port;
+    CAPA offers STLS only before it, and plain text sent after STLS is not
+    taken into the TLS session."""
+    cert, key = make_cert(tmp_path / "tls", cn="pop.test")
+    d = dovecot()
+    p = proxy(backend_of(d), args=[
+        "-o", f"pop3_proxy.tls_cert={cert}", "-o",
+        f"pop3_proxy.tls_key={key}", "-o",
+        "pop3_proxy.listen_tls=127.0.0.1:0"])
+    c = poplib.POP3_SSL(p.host, p.port_of("listen-tls"),
+                        context=client_ctx(cert), timeout=10)
+    c.user("alice")
+    c.pass_("pw1")
+    assert c.stat() == (0, 0)
+    c.quit()
+    c = p.pop3()
+    assert "STLS" in c.capa()
+    c.stls(context=client_ctx(cert))
+    assert "STLS" not in c.capa()
+    c.user("alice")
+    c.pass_("pw1")
+    assert c.stat() == (0, 0)         # answered locally, over TLS
+    c.quit()
+    # STLS with a command smuggled behind it in plain text: dropped.
+    _, out = raw(p.port, [b"STLS", b"USER alice"])
+    assert out.startswith(b"+OK")
+    # STLS after USER, or a second time: refused.
+    _, out = raw(p.port, [b"USER alice", b"STLS", b"QUIT"])
+    assert b"-ERR STLS only" in out
+
+
+def test_listen_tls_without_a_certificate_is_refused(mailroom):
+    r = subprocess.run([mailroom, "pop3-proxy", "--listen", "127.0.0.1:0",
+                        "--backend", "127.0.0.1:110", "-o",
+                        "pop3_proxy.listen_tls=127.0.0.1:0"],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode == 78 and "tls_cert" in r.stderr
+
+
+@pytest.mark.parametrize("mode", ["stls", "tls"])
+def test_backend_over_tls(dovecot, proxy, tmp_path, mode):
+    """backend_tls = stls or tls, the backend's certificate checked
+    against its name; XCLIENT still passes the client's address."""
+    cert, key = make_cert(tmp_path / "tls", cn="backend.test",
+                          ips=["127.0.0.1"])
+    d = dovecot(tls=(cert, key))
+    port = d.pop3_port if mode == "stls" else d.pop3s_port
+    p = proxy(f"127.0.0.1:{port}", args=[
+        "-o", f"pop3_proxy.backend_tls={mode}",
+        "-o", f"pop3_proxy.backend_ca_file={cert}"])
+    assert p.check("alice", "pw1") == (0, 0)
+    assert p.check("alice", "pw1") == (0, 0)
+    assert d.pop3_logins("alice") == 1
+    wait_until(lambda: d.client_endpoints("alice"))
+    assert d.client_endpoints("alice")[0][0] == "127.0.0.1"
+
+
+def test_backend_certificate_not_trusted(dovecot, proxy, tmp_path):
+    """An unverifiable backend: a clear -ERR, no login, nothing local."""
+    cert, key = make_cert(tmp_path / "tls", cn="backend.test",
+                          ips=["127.0.0.1"])
+    other, _ = make_cert(tmp_path / "other", cn="other.test")
+    d = dovecot(tls=(cert, key))
+    p = proxy(f"127.0.0.1:{d.pop3s_port}", args=[
+        "-o", "pop3_proxy.backend_tls=tls",
+        "-o", f"pop3_proxy.backend_ca_file={other}"])
+    c = p.pop3()
+    with pytest.raises(poplib.error_proto, match="SYS/TEMP"):
+        c.user("alice")
+    c.close()
+    assert d.pop3_logins("alice") == 0
+
+
+# ------------------------------------------------ fast checks, opt-out, slow
+
+def test_fast_checks_of_a_person_are_let_through(dovecot, proxy):
+    """P6: three checks in the window with irregular spacing (a person
+    insisting) let the third through: new mail is seen at once."""
+    d = dovecot()
+    p = proxy(backend_of(d), interval=600)
+    assert p.check("alice", "pw1") == (0, 0)
+    d.deliver("alice")
+    for pause in (1.1, 3.0):
+        assert p.check("alice", "pw1") == (0, 0)   # attenuated
+        time.sleep(pause)
+    assert p.check("alice", "pw1")[0] == 1         # the reward
+
+
+def test_fast_checks_of_a_metronome_stay_local(dovecot, proxy):
+    """P6: the same number of checks at a regular pace (an automated
+    client) is attenuated strictly."""
+    d = dovecot()
+    p = proxy(backend_of(d), interval=600)
+    assert p.check("alice", "pw1") == (0, 0)
+    d.deliver("alice")
+    for _ in range(5):
+        time.sleep(1.2)
+        assert p.check("alice", "pw1") == (0, 0)
+    assert d.pop3_logins("alice") == 1
+
+
+def test_opted_out_users_always_reach_the_backend(dovecot, proxy):
+    d = dovecot(users={"alice": "pw1", "bob": "pw2"})
+    p = proxy(backend_of(d), args=["-o", "pop3_proxy.opt_out=carol, bob",
+                                    "--http-listen", "127.0.0.1:0"])
+    for _ in range(3):
+        assert p.check("bob", "pw2") == (0, 0)
+        assert p.check("alice", "pw1") == (0, 0)
+    assert d.pop3_logins("bob") == 3
+    assert d.pop3_logins("alice") == 1
+    assert b"\nchecks_opt_out 3\n" in metrics(p)
+
+
+def test_slow_backend_times_out_with_a_clear_error(proxy):
+    """A backend that accepts and never answers: -ERR after
+    backend_timeout, and the proxy serves other clients meanwhile."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    try:
+        p = proxy(f"127.0.0.1:{silent.getsockname()[1]}",
+                  args=["-o", "pop3_proxy.backend_timeout=1s"])
+        c = p.pop3()
+        other = p.pop3()             # not blocked by the first
+        assert other.capa()
+        other.quit()
+        t = time.monotonic()
+        with pytest.raises(poplib.error_proto, match="SYS/TEMP"):
+            c.user("alice")
+        assert 0.8 < time.monotonic() - t < 5
+        c.close()
+    finally:
+        silent.close()
