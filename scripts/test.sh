@@ -1,7 +1,7 @@
 #!/bin/sh
 # test.sh - install what is missing, build, and run every test: the unit
 # tests and the integration tests (against real peers: smtp-sink,
-# aiosmtpd, dnsmasq), once on a normal build and once on a build with
+# aiosmtpd, dnsmasq, Dovecot), once on a normal build and once on a build with
 # AddressSanitizer and UndefinedBehaviorSanitizer.
 set -eu
 cd "$(dirname "$0")/.."

@@ -135,6 +135,9 @@ struct mr_config {
 	bool		 pop3_proxy_backend_tls_verify;
 	char		*pop3_proxy_backend_ca_file;
 	long long	 pop3_proxy_interval;
+	long long	 pop3_proxy_interval_max;
+	long long	 pop3_proxy_load_latency;
+	long long	 pop3_proxy_load_sessions;
 	int		 pop3_proxy_rule;	/* enum conf_attenuation */
 	long long	 pop3_proxy_one_in;
 	long long	 pop3_proxy_fast_checks;

@@ -298,6 +298,19 @@ const struct conf_param conf_params[] = {
 	  OFF(pop3_proxy_interval),
 	  "Attenuation interval n: after a check found the mailbox empty, the "
 	  "user's checks are answered \"no mail\" locally this long." },
+	{ "pop3_proxy", "interval_max", CONF_DURATION, "0", 0, DAY, NULL,
+	  OFF(pop3_proxy_interval_max),
+	  "When set above interval, the interval is dynamic: interval when "
+	  "the backend is idle, up to interval_max as its load grows (reply "
+	  "latency against load_latency, open backend sessions against "
+	  "load_sessions, whichever is higher); 0: a static interval." },
+	{ "pop3_proxy", "load_latency", CONF_DURATION, "500ms", 1, MIN, NULL,
+	  OFF(pop3_proxy_load_latency),
+	  "Backend reply latency (a moving average of the login replies) "
+	  "taken as full load." },
+	{ "pop3_proxy", "load_sessions", CONF_INT, "500", 1, 1000000, NULL,
+	  OFF(pop3_proxy_load_sessions),
+	  "Open backend sessions taken as full load." },
 	{ "pop3_proxy", "rule", CONF_ENUM, "time+demand", 0, 0,
 	  conf_attenuations, OFF(pop3_proxy_rule),
 	  "What lets a user's next check through: time+demand (the interval "

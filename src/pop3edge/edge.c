@@ -82,6 +82,7 @@ struct esess {
 	bool			 greeted;	/* our greeting was sent */
 	bool			 implicit_tls;	/* POP3S: TLS before all */
 	bool			 xclient_ok;	/* the backend takes XCLIENT */
+	uint64_t		 sent_at;	/* PASS sent: for latency */
 	bool			 opt_out;	/* the user is on the opt-out
 						 * list: pass everything */
 	uint32_t		 uid;		/* user entry, or UTABLE_NONE */
@@ -106,6 +107,9 @@ struct edge {
 	char				 backend_host[256];	/* SNI */
 	char				**opt_out;	/* sorted names */
 	size_t				 nopt_out;
+	uint64_t			 backend_open;	/* backend connections now */
+	double				 latency_ms;	/* moving average of the
+						 * backend's login replies */
 	uint64_t			 epoch;		/* mr_clock_ms() at start:
 						 * fast-check times count
 						 * from here */
@@ -121,6 +125,7 @@ struct edge {
 static void sess_process(struct esess *s);
 static void sess_close(struct esess *s);
 static void sess_backend_step(struct esess *s);
+static uint64_t edge_interval(const struct edge *e);
 
 static const struct net_conn_cbs sess_client_cbs;
 static const struct net_conn_cbs sess_backend_cbs;
@@ -151,14 +156,37 @@ sess_capa(struct esess *s)
 		evbuffer_add_printf(out, "STLS\r\n");
 	/* RFC 2449 6.8: the least time between logins we would like. */
 	if (cfg->pop3_proxy_rule != CONF_ATT_DEMAND)
-		evbuffer_add_printf(out, "LOGIN-DELAY %lld\r\n",
-		    cfg->pop3_proxy_interval / 1000);
+		evbuffer_add_printf(out, "LOGIN-DELAY %llu\r\n",
+		    (unsigned long long)(edge_interval(s->e) / 1000));
 	evbuffer_add_printf(out, "IMPLEMENTATION mailroom\r\n.\r\n");
 }
 
 /* ---------------------------------------------------------------- */
 /* Attenuation rules (P4)                                            */
 /* ---------------------------------------------------------------- */
+
+/*
+ * edge_interval - the attenuation interval n now (P4): static, or between
+ * interval and interval_max by the backend's load, the higher of its
+ * reply latency and its open sessions, each against its full-load mark.
+ */
+static uint64_t
+edge_interval(const struct edge *e)
+{
+	const struct mr_config *cfg = e->cfg;
+	double load, l2;
+
+	if (cfg->pop3_proxy_interval_max <= cfg->pop3_proxy_interval)
+		return (uint64_t)cfg->pop3_proxy_interval;
+	load = e->latency_ms / (double)cfg->pop3_proxy_load_latency;
+	l2 = (double)e->backend_open / (double)cfg->pop3_proxy_load_sessions;
+	if (l2 > load)
+		load = l2;
+	if (load > 1)
+		load = 1;
+	return (uint64_t)cfg->pop3_proxy_interval + (uint64_t)(load *
+	    (double)(cfg->pop3_proxy_interval_max - cfg->pop3_proxy_interval));
+}
 
 /*
  * edge_attenuated - may this check be answered locally?  The mailbox was
@@ -171,7 +199,7 @@ edge_attenuated(struct edge *e, struct utable_entry *u, uint64_t now)
 {
 	const struct mr_config *cfg = e->cfg;
 	uint64_t n = cfg->pop3_proxy_rule == CONF_ATT_DEMAND ?
-	    EDGE_DEMAND_SAFETY_MS : (uint64_t)cfg->pop3_proxy_interval;
+	    EDGE_DEMAND_SAFETY_MS : edge_interval(e);
 
 	if (u->empty_at == 0 || now - u->empty_at >= n)
 		return false;
@@ -246,13 +274,27 @@ edge_expiry(struct edge *e, uint64_t now)
 {
 	const struct mr_config *cfg = e->cfg;
 
+	uint64_t n = (uint64_t)(cfg->pop3_proxy_interval_max >
+	    cfg->pop3_proxy_interval ? cfg->pop3_proxy_interval_max :
+	    cfg->pop3_proxy_interval);
+
 	return now + (cfg->pop3_proxy_rule == CONF_ATT_DEMAND ?
-	    EDGE_DEMAND_SAFETY_MS : (uint64_t)cfg->pop3_proxy_interval);
+	    EDGE_DEMAND_SAFETY_MS : n);
 }
 
 /* ---------------------------------------------------------------- */
 /* Sessions and the user table                                       */
 /* ---------------------------------------------------------------- */
+
+/* sess_backend_close - drop the backend connection (no QUIT), if any. */
+static void
+sess_backend_close(struct esess *s)
+{
+	if (s->b == NULL)
+		return;
+	net_conn_free(&s->b);
+	s->e->backend_open--;
+}
 
 /* sess_release_user - the session lets go of its entry: unlocked, Idle
  * unless another session is at it, scheduled to expire. */
@@ -294,7 +336,7 @@ sess_free(struct esess *s)
 	if (s->next)
 		s->next->prev = s->prev;
 	net_conn_free(&s->c);
-	net_conn_free(&s->b);
+	sess_backend_close(s);
 	if (s->timer)
 		event_free(s->timer);
 	OPENSSL_cleanse(s->pass, sizeof(s->pass));
@@ -312,7 +354,7 @@ sess_close(struct esess *s)
 		return;
 	sess_release_user(s);
 	s->st = S_CLOSING;
-	net_conn_free(&s->b);
+	sess_backend_close(s);
 	s->bs = B_NONE;
 	net_conn_reading(s->c, false);
 	net_conn_watch_drain(s->c, 0);
@@ -363,6 +405,8 @@ sess_backend_send(struct esess *s, enum back_step next, const char *verb,
 	evbuffer_add_printf(net_conn_output(s->b), "%s %.*s\r\n", verb,
 	    (int)len, arg);
 	s->bs = next;
+	if (next == B_PASS)
+		s->sent_at = mr_clock_ms();
 }
 
 /* sess_backend_open - connect, then greeting, XCLIENT, USER, and on to
@@ -384,6 +428,7 @@ sess_backend_open(struct esess *s)
 	}
 	net_conn_read_timeout(s->b, (unsigned)e->cfg->pop3_proxy_backend_timeout);
 	e->n.backend_sessions++;
+	e->backend_open++;
 	s->bs = B_CONNECTING;
 	s->user_sent = false;
 	return 0;
@@ -401,7 +446,7 @@ sess_backend_fail(struct esess *s, const char *why)
 	mr_log_warn(EDGE_MOD, "event=backend-error client=%s user=%s "
 	    "error=%s", net_conn_peer(s->c), mr_q(s->user, s->userlen),
 	    mr_q(why, (size_t)-1));
-	net_conn_free(&s->b);
+	sess_backend_close(s);
 	s->bs = B_NONE;
 	s->user_sent = false;
 	OPENSSL_cleanse(s->pass, sizeof(s->pass));
@@ -712,10 +757,15 @@ sess_backend_step(struct esess *s)
 			    s->passlen);
 			continue;
 		case B_PASS:
-			if (is_ok(p, n))
+			if (is_ok(p, n)) {
+				/* Latency of good logins only: failures are
+				 * delayed on purpose by the backend. */
+				e->latency_ms = 0.8 * e->latency_ms + 0.2 *
+				    (double)(mr_clock_ms() - s->sent_at);
 				sess_login_ok(s, p, n);
-			else
+			} else {
 				sess_login_failed(s, p, n);
+			}
 			sess_process(s);
 			continue;
 		case B_REPLY:
@@ -810,7 +860,7 @@ sess_backend_failed(struct net_conn *c, void *arg, int err, const char *what)
 		 * the client still gets its +OK. */
 		if (s->busy)
 			sess_reply(s, "+OK bye");
-		net_conn_free(&s->b);
+		sess_backend_close(s);
 		s->bs = B_NONE;
 		sess_close(s);
 		return;
@@ -907,7 +957,7 @@ sess_pass(struct esess *s, const char *pw, size_t len)
 		s->timer = evtimer_new(e->base, sess_timer_cb, s);
 		evtimer_add(s->timer, &tv);
 		/* The backend, if USER opened it, is not needed. */
-		net_conn_free(&s->b);
+		sess_backend_close(s);
 		s->bs = B_NONE;
 		sess_reply(s, "+OK maildrop ready");
 		mr_log_debug(EDGE_MOD, "event=login client=%s user=%s "
@@ -1004,7 +1054,7 @@ sess_user(struct esess *s, const char *name, size_t len)
 		sess_release_user(s);
 		s->user_sent = false;
 		if (s->b != NULL) {
-			net_conn_free(&s->b);
+			sess_backend_close(s);
 			s->bs = B_NONE;
 		}
 	}

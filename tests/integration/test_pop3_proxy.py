@@ -412,12 +412,20 @@ def test_too_many_failed_logins_close_the_connection(dovecot, proxy):
 
 
 def test_backend_sees_the_client_address_with_xclient(dovecot, proxy):
+    """The client connects from 127.0.0.2: Dovecot logs that address and
+    the client's port (XCLIENT), not the proxy's 127.0.0.1."""
     d = dovecot()
     p = proxy(backend_of(d))
-    p.check("alice", "pw1")
+    s = socket.create_connection((p.host, p.port), timeout=10,
+                                 source_address=("127.0.0.2", 0))
+    client_port = s.getsockname()[1]
+    f = s.makefile("rb")
+    f.readline()
+    s.sendall(b"USER alice\r\nPASS pw1\r\nQUIT\r\n")
+    assert [f.readline()[:3] for _ in range(3)] == [b"+OK"] * 3
+    s.close()
     wait_until(lambda: d.client_endpoints("alice"))
-    (addr, port), = d.client_endpoints("alice")
-    assert addr == "127.0.0.1" and port != d.pop3_port
+    assert d.client_endpoints("alice") == [("127.0.0.2", client_port)]
 
 
 # ---------------------------------------------------------- notifications
@@ -720,3 +728,32 @@ def test_slow_backend_times_out_with_a_clear_error(proxy):
         c.close()
     finally:
         silent.close()
+
+
+def test_dynamic_interval_grows_with_backend_load(dovecot, proxy):
+    """P4: interval 1 s when the backend is idle, up to 10 min when it is
+    loaded (here: load_sessions = 1, so one open backend session is full
+    load); CAPA's LOGIN-DELAY follows."""
+    d = dovecot(users={"alice": "pw1", "bob": "pw2"})
+    d.deliver("bob")
+    p = proxy(backend_of(d), interval=1, args=[
+        "-o", "pop3_proxy.interval_max=10m",
+        "-o", "pop3_proxy.load_sessions=1",
+        "-o", "pop3_proxy.load_latency=1m"])
+    assert p.check("alice", "pw1") == (0, 0)
+    time.sleep(1.3)
+    assert p.check("alice", "pw1") == (0, 0)    # idle: 1 s, passed
+    assert d.pop3_logins("alice") == 2
+    busy = p.pop3()                              # bob holds a backend
+    busy.user("bob")                             # session open
+    busy.pass_("pw2")
+    c = p.pop3()
+    assert c.capa()["LOGIN-DELAY"] == ["600"]
+    c.quit()
+    time.sleep(1.3)
+    assert p.check("alice", "pw1") == (0, 0)    # loaded: attenuated
+    assert d.pop3_logins("alice") == 2
+    busy.quit()
+    time.sleep(0.2)
+    assert p.check("alice", "pw1") == (0, 0)    # idle again
+    assert d.pop3_logins("alice") == 3
