@@ -258,20 +258,19 @@ net_conn_reading(struct net_conn *c, bool on)
 size_t
 net_conn_output_len(const struct net_conn *c)
 {
-	return evbuffer_get_length(bufferevent_get_output(c->bev));
-}
-
-/* net_conn_pending - bytes not yet handed to the kernel: with TLS, also
- * the records the filter has made but the socket not yet taken. */
-static size_t
-net_conn_pending(struct net_conn *c)
-{
 	struct bufferevent *under = bufferevent_get_underlying(c->bev);
-	size_t n = net_conn_output_len(c);
+	size_t n = evbuffer_get_length(bufferevent_get_output(c->bev));
 
+	/* With TLS, also the records made but not yet taken by the socket. */
 	if (under != NULL)
 		n += evbuffer_get_length(bufferevent_get_output(under));
 	return n;
+}
+
+void
+net_conn_input_limit(struct net_conn *c, size_t max)
+{
+	bufferevent_setwatermark(c->bev, EV_READ, 0, max);
 }
 
 static void
@@ -284,7 +283,7 @@ net_conn_drained_now(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	/* Drained to nothing means on the wire, TLS records included: a
 	 * caller that closes next must not cut its last reply. */
-	if (c->drain_low == 0 && net_conn_pending(c) > 0) {
+	if (net_conn_output_len(c) > c->drain_low) {
 		evtimer_add(c->drain_ev, &tv);
 		return;
 	}

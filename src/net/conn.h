@@ -100,7 +100,12 @@ void net_conn_reading(struct net_conn *c, bool on);
  * most low bytes (at once if it already does, from the loop).
  */
 void net_conn_watch_drain(struct net_conn *c, size_t low);
+/* net_conn_output_len - bytes not yet handed to the kernel (with TLS,
+ * the records not yet written included). */
 size_t net_conn_output_len(const struct net_conn *c);
+/* net_conn_input_limit - stop reading while max bytes wait unread (the
+ * rest waits in the kernel): bounds what a peer can make us hold. */
+void net_conn_input_limit(struct net_conn *c, size_t max);
 
 /*
  * net_tls_client_ctx - a client context: verify the peer's chain against

@@ -35,6 +35,7 @@
 #define EDGE_REPLY_MAX		510	/* RFC 2449 4: 512 with CRLF */
 #define EDGE_RELAY_HIGH		(256 * 1024)	/* pause the backend */
 #define EDGE_RELAY_LOW		(64 * 1024)	/* resume it */
+#define EDGE_INPUT_MAX		(16 * 1024)	/* client bytes read ahead */
 /* Under the demand rule alone the interval still ends after a day, in
  * case notifications are lost (seed: "a more robust system"). */
 #define EDGE_DEMAND_SAFETY_MS	(24ULL * 3600 * 1000)
@@ -80,9 +81,12 @@ struct esess {
 	bool			 holds_lock;	/* this session locked the
 						 * user's entry */
 	bool			 greeted;	/* our greeting was sent */
+	bool			 eof;		/* the client sent all it will */
 	bool			 implicit_tls;	/* POP3S: TLS before all */
 	bool			 xclient_ok;	/* the backend takes XCLIENT */
 	uint64_t		 sent_at;	/* PASS sent: for latency */
+	long			 stat_count;	/* STAT of a held QUIT */
+	uint16_t		 notes_seen;	/* the entry's notes at login */
 	bool			 opt_out;	/* the user is on the opt-out
 						 * list: pass everything */
 	uint32_t		 uid;		/* user entry, or UTABLE_NONE */
@@ -397,6 +401,25 @@ sess_take_user(struct esess *s, bool *existed_r)
 /* The backend                                                       */
 /* ---------------------------------------------------------------- */
 
+/* sess_backend_wait - a reply is due: bound the wait. */
+static void
+sess_backend_wait(struct esess *s, enum back_step next)
+{
+	s->bs = next;
+	net_conn_read_timeout(s->b,
+	    (unsigned)s->e->cfg->pop3_proxy_backend_timeout);
+}
+
+/* sess_backend_ready - no reply is due: the backend may stay silent as
+ * long as the client does (the client's idle timer governs). */
+static void
+sess_backend_ready(struct esess *s)
+{
+	s->bs = B_READY;
+	if (s->b != NULL)
+		net_conn_read_timeout(s->b, 0);
+}
+
 /* sess_backend_send - "VERB arg" to the backend; then wait in next. */
 static void
 sess_backend_send(struct esess *s, enum back_step next, const char *verb,
@@ -404,9 +427,11 @@ sess_backend_send(struct esess *s, enum back_step next, const char *verb,
 {
 	evbuffer_add_printf(net_conn_output(s->b), "%s %.*s\r\n", verb,
 	    (int)len, arg);
-	s->bs = next;
-	if (next == B_PASS)
+	sess_backend_wait(s, next);
+	if (next == B_PASS) {
 		s->sent_at = mr_clock_ms();
+		s->e->n.checks_passed++;
+	}
 }
 
 /* sess_backend_open - connect, then greeting, XCLIENT, USER, and on to
@@ -421,7 +446,6 @@ sess_backend_open(struct esess *s)
 	    e->backend_len, (unsigned)e->cfg->pop3_proxy_backend_timeout,
 	    &sess_backend_cbs, s, &err);
 	if (s->b == NULL) {
-		e->n.backend_errors++;
 		mr_log_warn(EDGE_MOD, "event=backend-error error=%s",
 		    mr_q(mr_strerror(err), (size_t)-1));
 		return -1;
@@ -434,32 +458,68 @@ sess_backend_open(struct esess *s)
 	return 0;
 }
 
-/* sess_backend_fail - the backend is gone: tell the client, clearly,
- * and never with a local +OK to a login the backend did not confirm. */
+/*
+ * sess_forget_login - a login attempt ended without success: the entry
+ * (and any lock taken for the attempt) is let go, and the client starts
+ * again with USER or AUTH (RFC 1939 4).
+ */
+static void
+sess_forget_login(struct esess *s)
+{
+	sess_release_user(s);
+	s->have_user = false;
+	s->user_sent = false;
+	s->passlen = 0;
+	OPENSSL_cleanse(s->pass, sizeof(s->pass));
+}
+
+/*
+ * sess_backend_unavailable - during a login the backend cannot be had:
+ * a clear -ERR (never a local +OK for what it did not confirm).  Called
+ * from the command being handled, so it does not read further commands.
+ */
+static void
+sess_backend_unavailable(struct esess *s)
+{
+	struct edge *e = s->e;
+
+	e->n.backend_errors++;
+	e->n.logins_refused++;
+	sess_backend_close(s);
+	s->bs = B_NONE;
+	sess_forget_login(s);
+	sess_reply(s, "-ERR [SYS/TEMP] the mail server is not available, "
+	    "try again later");
+	s->busy = false;
+}
+
+/* sess_backend_fail - the backend broke off (from its callbacks): tell
+ * the client, clearly. */
 static void
 sess_backend_fail(struct esess *s, const char *why)
 {
 	struct edge *e = s->e;
 	bool in_login = s->st == S_AUTH || s->st == S_SASL;
 
-	e->n.backend_errors++;
 	mr_log_warn(EDGE_MOD, "event=backend-error client=%s user=%s "
 	    "error=%s", net_conn_peer(s->c), mr_q(s->user, s->userlen),
 	    mr_q(why, (size_t)-1));
-	sess_backend_close(s);
-	s->bs = B_NONE;
-	s->user_sent = false;
-	OPENSSL_cleanse(s->pass, sizeof(s->pass));
 	if (in_login) {
-		if (s->busy)
-			e->n.logins_refused++;
-		sess_reply(s, "-ERR [SYS/TEMP] the mail server is not "
-		    "available, try again later");
-		s->busy = false;
-		s->have_user = false;
+		if (!s->busy) {
+			/* Nothing asked of it: drop it quietly, a new one
+			 * is opened for the next login. */
+			sess_backend_close(s);
+			s->bs = B_NONE;
+			s->user_sent = false;
+			return;
+		}
+		sess_backend_unavailable(s);
 		sess_process(s);
 		return;
 	}
+	e->n.backend_errors++;
+	sess_backend_close(s);
+	s->bs = B_NONE;
 	/* A body cut short is followed by this line: the client sees no
 	 * terminating dot, and the connection ends. */
 	sess_reply(s, "-ERR [SYS/TEMP] lost the connection to the mail "
@@ -556,10 +616,11 @@ sess_login_ok(struct esess *s, const char *p, size_t n)
 		s->holds_lock = true;
 		u->checks = 0;
 		u->nfast = 0;
+		s->notes_seen = u->notes;
 	}
 	OPENSSL_cleanse(s->pass, sizeof(s->pass));
 	s->st = S_RELAY;
-	s->bs = B_READY;
+	sess_backend_ready(s);
 	s->busy = false;
 	sess_relay_status(s, p, n);
 	mr_log_info(EDGE_MOD, "event=login client=%s user=%s answer=backend",
@@ -571,15 +632,13 @@ sess_login_failed(struct esess *s, const char *p, size_t n)
 {
 	struct edge *e = s->e;
 
-	OPENSSL_cleanse(s->pass, sizeof(s->pass));
 	e->n.logins_refused++;
 	s->auth_failures++;
 	mr_log_info(EDGE_MOD, "event=login-failed client=%s user=%s",
 	    net_conn_peer(s->c), mr_q(s->user, s->userlen));
 	/* RFC 1939: after a failed PASS the client starts again with USER. */
-	s->have_user = false;
-	s->user_sent = false;
-	s->bs = B_READY;
+	sess_forget_login(s);
+	sess_backend_ready(s);
 	s->busy = false;
 	s->st = S_AUTH;
 	sess_relay_status(s, p, n);
@@ -648,7 +707,6 @@ sess_backend_step(struct esess *s)
 	char status[EDGE_REPLY_MAX + 1];
 	const char *p;
 	size_t n;
-	long count;
 
 	while (s->b != NULL) {
 		switch (s->bs) {
@@ -680,7 +738,7 @@ sess_backend_step(struct esess *s)
 				}
 				return;
 			}
-			s->bs = B_READY;
+			sess_backend_ready(s);
 			s->busy = false;
 			sess_process(s);
 			continue;
@@ -741,8 +799,8 @@ sess_backend_step(struct esess *s)
 				sess_relay_status(s, p, n);
 				s->user_sent = is_ok(p, n);
 				if (!s->user_sent)
-					s->have_user = false;
-				s->bs = B_READY;
+					sess_forget_login(s);
+				sess_backend_ready(s);
 				s->busy = false;
 				sess_process(s);
 				continue;
@@ -775,24 +833,28 @@ sess_backend_step(struct esess *s)
 				s->body_start = true;
 				continue;
 			}
-			s->bs = B_READY;
+			sess_backend_ready(s);
 			s->busy = false;
 			sess_process(s);
 			continue;
 		case B_STAT:
-			count = sess_stat_count(p, n);
+			s->stat_count = sess_stat_count(p, n);
+			evbuffer_add_printf(net_conn_output(s->b), "QUIT\r\n");
+			sess_backend_wait(s, B_QUIT);
+			continue;
+		case B_QUIT:
+			/* The seed: no message left stamps the mailbox empty
+			 * now; anything else forgets.  Only once the backend
+			 * confirmed the QUIT, and only if no notification came
+			 * since the login (its STAT shows the mailbox as it was
+			 * at the login). */
 			if (s->uid != UTABLE_NONE) {
 				struct utable_entry *u = utable_get(e->users,
 				    s->uid);
 
-				/* The seed: 0 stamps the mailbox empty now;
-				 * anything else (or no answer) forgets. */
-				u->empty_at = count == 0 ? mr_clock_ms() : 0;
+				u->empty_at = is_ok(p, n) && s->stat_count == 0 &&
+				    u->notes == s->notes_seen ? mr_clock_ms() : 0;
 			}
-			evbuffer_add_printf(net_conn_output(s->b), "QUIT\r\n");
-			s->bs = B_QUIT;
-			continue;
-		case B_QUIT:
 			sess_relay_status(s, p, n);
 			s->busy = false;
 			sess_close(s);
@@ -856,10 +918,11 @@ sess_backend_failed(struct net_conn *c, void *arg, int err, const char *what)
 	(void)c;
 	(void)err;
 	if (s->bs == B_QUIT) {
-		/* The backend closed after its QUIT reply, or before it:
-		 * the client still gets its +OK. */
+		/* No reply to QUIT: whether the deletions were made is not
+		 * known, so no +OK. */
 		if (s->busy)
-			sess_reply(s, "+OK bye");
+			sess_reply(s, "-ERR [SYS/TEMP] the mail server did not "
+			    "confirm the QUIT");
 		sess_backend_close(s);
 		s->bs = B_NONE;
 		sess_close(s);
@@ -884,13 +947,16 @@ sess_login_backend(struct esess *s)
 {
 	struct edge *e = s->e;
 
-	e->n.checks_passed++;
 	s->busy = true;
+	/* The mailbox is this session's while its login is under way: a
+	 * second session's PASS meanwhile gets [IN-USE] (seed: lock flag). */
+	if (s->uid != UTABLE_NONE && !s->holds_lock) {
+		utable_get(e->users, s->uid)->lock = true;
+		s->holds_lock = true;
+	}
 	if (s->b == NULL) {
-		if (sess_backend_open(s) != 0) {
-			sess_backend_fail(s, "cannot connect");
-			return;
-		}
+		if (sess_backend_open(s) != 0)
+			sess_backend_unavailable(s);
 		return;	/* greeting, XCLIENT, USER, PASS follow */
 	}
 	if (s->user_sent)
@@ -1022,22 +1088,20 @@ sess_auth_plain(struct esess *s, const char *b64, size_t len)
 		sess_reply(s, "-ERR [AUTH] unsupported or empty identity");
 		return;
 	}
-	/* A new identity: as if USER had been given. */
-	if (s->have_user && (s->userlen != (size_t)(pw - 1 - authc) ||
-	    memcmp(s->user, authc, s->userlen) != 0)) {
-		sess_release_user(s);
-		s->user_sent = false;
-	}
-	if (!s->have_user || s->uid == UTABLE_NONE) {
+	/* AUTH starts a login afresh, for the identity it names only. */
+	sess_release_user(s);
+	sess_backend_close(s);
+	s->bs = B_NONE;
+	s->user_sent = false;
+	s->userlen = (size_t)(pw - 1 - authc);
+	memcpy(s->user, authc, s->userlen);
+	s->user[s->userlen] = '\0';
+	s->have_user = true;
+	s->opt_out = edge_opted_out(s->e, s->user);
+	if (!s->opt_out) {
 		bool existed;
 
-		s->userlen = (size_t)(pw - 1 - authc);
-		memcpy(s->user, authc, s->userlen);
-		s->user[s->userlen] = '\0';
-		s->have_user = true;
-		s->opt_out = edge_opted_out(s->e, s->user);
-		if (s->uid == UTABLE_NONE && !s->opt_out)
-			(void)sess_take_user(s, &existed);
+		(void)sess_take_user(s, &existed);
 	}
 	sess_pass(s, (const char *)pw, (size_t)(end - pw));
 	OPENSSL_cleanse(buf, sizeof(buf));
@@ -1049,15 +1113,12 @@ sess_user(struct esess *s, const char *name, size_t len)
 {
 	bool existed = false;
 
-	if (s->have_user) {
-		/* A second USER starts the login again. */
-		sess_release_user(s);
-		s->user_sent = false;
-		if (s->b != NULL) {
-			sess_backend_close(s);
-			s->bs = B_NONE;
-		}
-	}
+	/* USER starts a login afresh: whatever entry or backend an earlier
+	 * attempt had is let go. */
+	sess_release_user(s);
+	sess_backend_close(s);
+	s->bs = B_NONE;
+	s->user_sent = false;
 	memcpy(s->user, name, len);
 	s->user[len] = '\0';
 	s->userlen = len;
@@ -1069,7 +1130,7 @@ sess_user(struct esess *s, const char *name, size_t len)
 		 * answers USER. */
 		s->busy = true;
 		if (sess_backend_open(s) != 0)
-			sess_backend_fail(s, "cannot connect");
+			sess_backend_unavailable(s);
 		return;
 	}
 	/* Idle: we answer. */
@@ -1126,11 +1187,11 @@ sess_relay_cmd(struct esess *s, const struct pop3_cmd *cmd, const char *line,
 		s->busy = true;
 		if (s->uid == UTABLE_NONE) {
 			evbuffer_add_printf(net_conn_output(s->b), "QUIT\r\n");
-			s->bs = B_QUIT;
+			sess_backend_wait(s, B_QUIT);
 			return;
 		}
 		evbuffer_add_printf(net_conn_output(s->b), "STAT\r\n");
-		s->bs = B_STAT;
+		sess_backend_wait(s, B_STAT);
 		return;
 	case POP3_CAPA:
 		sess_capa(s);
@@ -1150,7 +1211,7 @@ sess_relay_cmd(struct esess *s, const struct pop3_cmd *cmd, const char *line,
 	}
 	s->cmd = *cmd;
 	s->busy = true;
-	s->bs = B_REPLY;
+	sess_backend_wait(s, B_REPLY);
 	evbuffer_add(net_conn_output(s->b), line, len);
 	evbuffer_add(net_conn_output(s->b), "\r\n", 2);
 }
@@ -1234,8 +1295,18 @@ sess_process(struct esess *s)
 	enum pop3_parse pr;
 
 	while (!s->busy && s->st != S_CLOSING) {
+		/* A client that sends and does not read: its replies wait,
+		 * and so do its further commands. */
+		if (net_conn_output_len(s->c) > EDGE_RELAY_HIGH) {
+			net_conn_watch_drain(s->c, EDGE_RELAY_LOW);
+			return;
+		}
 		switch (net_conn_line(s->c, POP3_LINE_MAX, &p, &n)) {
 		case NET_LINE_AGAIN:
+			/* Half-closed and every command answered: done (a
+			 * missing QUIT means no update, RFC 1939 6). */
+			if (s->eof)
+				sess_close(s);
 			return;
 		case NET_LINE_TOO_LONG:
 			sess_reply(s, "-ERR command line too long (255 octets "
@@ -1299,9 +1370,16 @@ sess_client_failed(struct net_conn *c, void *arg, int err, const char *what)
 	struct esess *s = arg;
 
 	(void)c;
-	(void)err;
 	mr_log_debug(EDGE_MOD, "event=client-gone client=%s why=%s",
 	    net_conn_peer(s->c), mr_q(what, (size_t)-1));
+	/* A client that wrote its last commands (QUIT among them) and
+	 * half-closed still has them carried out and answered. */
+	if (err == MR_ECLOSED && !s->eof && s->st != S_CLOSING &&
+	    (s->busy || net_conn_input_len(s->c) > 0)) {
+		s->eof = true;
+		sess_process(s);
+		return;
+	}
 	/* A client that goes without QUIT: the backend is dropped without
 	 * QUIT too, so nothing it marked deleted is deleted (RFC 1939). */
 	sess_free(s);
@@ -1317,11 +1395,14 @@ sess_client_drained(struct net_conn *c, void *arg)
 		sess_free(s);
 		return;
 	}
-	/* A relayed body paused on a slow client. */
-	if (s->b != NULL) {
+	/* A relayed body paused on a slow client, or the client's own
+	 * commands waiting for it to read its replies. */
+	if (s->b != NULL && s->bs == B_BODY) {
 		net_conn_reading(s->b, true);
 		sess_backend_step(s);
+		return;
 	}
+	sess_process(s);
 }
 
 static void
@@ -1340,6 +1421,7 @@ sess_client_tls_done(struct net_conn *c, void *arg)
 
 	(void)c;
 	s->busy = false;
+	net_conn_input_limit(s->c, EDGE_INPUT_MAX);	/* the TLS filter's */
 	if (!s->greeted)
 		sess_greet(s);
 	sess_process(s);
@@ -1383,6 +1465,7 @@ edge_accept_any(int fd, const struct sockaddr *peer, socklen_t peerlen,
 		return;
 	}
 	net_conn_read_timeout(s->c, (unsigned)e->cfg->pop3_proxy_idle_timeout);
+	net_conn_input_limit(s->c, EDGE_INPUT_MAX);
 	s->next = e->sessions;
 	if (s->next)
 		s->next->prev = s;
@@ -1637,8 +1720,10 @@ edge_notify(struct edge *e, const char *mailbox, size_t len)
 	id = utable_find(e->users, mailbox, len);
 	if (id == UTABLE_NONE)
 		return;	/* not attenuated: its next check goes through */
-	/* Demand rule: the next check goes to the backend. */
+	/* Demand rule: the next check goes to the backend (and a session
+	 * now open will not stamp the mailbox empty at its QUIT). */
 	utable_get(e->users, id)->empty_at = 0;
+	utable_get(e->users, id)->notes++;
 	mr_log_debug(EDGE_MOD, "event=notify user=%s", mr_q(mailbox, len));
 }
 

@@ -5,6 +5,7 @@
  */
 #include <getopt.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +54,30 @@ pop3_proxy_usage(FILE *fp)
 	    "  -h, --help                   this text\n\n"
 	    "The listening addresses are printed on standard output once "
 	    "bound (\"listen: ...\").\n");
+}
+
+/* pop3_proxy_nofile - raise the descriptor limit to what is allowed,
+ * and say so when max_sessions cannot be served (two descriptors a
+ * relayed session). */
+static void
+pop3_proxy_nofile(const struct mr_config *cfg)
+{
+	struct rlimit rl;
+	unsigned long long want = (unsigned long long)
+	    cfg->pop3_proxy_max_sessions * 2 + 64;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+		(void)getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if ((unsigned long long)rl.rlim_cur < want)
+		mr_log_warn("pop3-proxy", "event=fd-limit limit=%llu "
+		    "max_sessions=%lld needs=%llu (raise the limit or lower "
+		    "pop3_proxy.max_sessions)", (unsigned long long)rl.rlim_cur,
+		    cfg->pop3_proxy_max_sessions, want);
 }
 
 static void
@@ -143,6 +168,7 @@ pop3_proxy_cmd(int argc, char **argv)
 	if (ex != 0)
 		return ex;
 	signal(SIGPIPE, SIG_IGN);
+	pop3_proxy_nofile(&cfg);
 	base = event_base_new();
 	if (base == NULL) {
 		fprintf(stderr, "mailroom pop3-proxy: cannot create an event "

@@ -39,7 +39,8 @@ struct utable_entry {
 	uint64_t	 expires;	/* heap key: when the entry may go */
 	uint32_t	 heap_pos;
 	uint32_t	 checks;	/* checks since one went through */
-	uint16_t	 refs;		/* sessions using the entry */
+	uint32_t	 refs;		/* sessions using the entry */
+	uint16_t	 notes;		/* notifications so far (wraps) */
 	uint8_t		 state;		/* enum utable_state */
 	bool		 has_verifier;
 	bool		 lock;		/* a session holds the mailbox */

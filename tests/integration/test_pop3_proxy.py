@@ -8,6 +8,7 @@ and curl (HTTP notifications and /metrics).  Dovecot is the backend
 """
 import base64
 import poplib
+import resource
 import socket
 import ssl
 import subprocess
@@ -24,12 +25,17 @@ class Proxy:
     """A `mailroom pop3-proxy` on a loopback port, stopped by PID."""
 
     def __init__(self, mailroom, backend, interval=60, args=(),
-                 log_level="info"):
+                 log_level="info", nofile=None):
         cmd = [mailroom, "pop3-proxy", "--listen", "127.0.0.1:0",
                "--backend", backend, "--interval", str(interval),
                "-o", f"general.log_level={log_level}", *args]
+        limit = None
+        if nofile:
+            def limit():
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
+                                     stderr=subprocess.PIPE, text=True,
+                                     preexec_fn=limit)
         self.addrs = {}
         want = {"listen"}
         want |= {"listen-tls"} if any(
@@ -757,3 +763,150 @@ def test_dynamic_interval_grows_with_backend_load(dovecot, proxy):
     time.sleep(0.2)
     assert p.check("alice", "pw1") == (0, 0)    # idle again
     assert d.pop3_logins("alice") == 3
+
+
+# --------------------------------------------- found in review (each fixed)
+
+def test_retyped_user_after_a_failed_login(dovecot, proxy):
+    """USER, a wrong PASS, then USER of another name: the first attempt's
+    backend connection and entry are let go (they once outlived it and
+    fired on a freed session after backend_timeout)."""
+    d = dovecot(users={"alice": "pw1", "bob": "pw2"}, auth_penalty=False)
+    p = proxy(backend_of(d), args=["-o", "pop3_proxy.backend_timeout=1s",
+                                    "-o", "pop3_proxy.max_users=2"])
+    s = socket.create_connection((p.host, p.port), timeout=10)
+    f = s.makefile("rb")
+    f.readline()
+    s.sendall(b"USER alice\r\nPASS bad\r\nUSER bob\r\nPASS pw2\r\nSTAT\r\n")
+    replies = [f.readline() for _ in range(5)]
+    assert [r.split()[0] for r in replies] == [
+        b"+OK", b"-ERR", b"+OK", b"+OK", b"+OK"], replies
+    time.sleep(1.5)                       # past the old backend_timeout
+    s.sendall(b"QUIT\r\n")
+    assert f.readline().startswith(b"+OK")
+    s.close()
+    # Nothing left referenced: both entries can serve and be evicted.
+    assert p.check("alice", "pw1") == (0, 0)
+    assert p.check("bob", "pw2") == (0, 0)
+
+
+def test_auth_plain_cannot_borrow_another_users_entry(dovecot, proxy):
+    """After a failed login as mallory, AUTH PLAIN as alice with
+    mallory's password goes to the backend and is refused: the proxy
+    never says +OK to a password the backend did not confirm."""
+    d = dovecot(users={"alice": "pw1", "mallory": "pwm"}, auth_penalty=False)
+    p = proxy(backend_of(d))
+    assert p.check("alice", "pw1") == (0, 0)     # alice attenuated
+    s = socket.create_connection((p.host, p.port), timeout=10)
+    f = s.makefile("rb")
+    f.readline()
+    token = base64.b64encode(b"\0alice\0pwm")
+    s.sendall(b"USER mallory\r\nPASS wrong\r\nAUTH PLAIN " + token + b"\r\n")
+    replies = [f.readline() for _ in range(3)]
+    assert replies[1].startswith(b"-ERR") and replies[2].startswith(b"-ERR")
+    s.close()
+
+
+def test_idle_relayed_session_outlives_backend_timeout(dovecot, proxy):
+    """backend_timeout bounds a wait for a reply, not a client's pause."""
+    d = dovecot()
+    d.deliver("alice")
+    p = proxy(backend_of(d), args=["-o", "pop3_proxy.backend_timeout=1s"])
+    c = p.pop3()
+    c.user("alice")
+    c.pass_("pw1")
+    time.sleep(2)
+    assert c.stat()[0] == 1
+    c.quit()
+
+
+def test_notification_during_a_relayed_session_is_not_lost(dovecot, proxy):
+    """Mail that arrives (and is notified) while the user's session is
+    open is not hidden by that session's QUIT-time STAT."""
+    d = dovecot()
+    d.deliver("alice", subject="first")
+    p = proxy(backend_of(d), interval=600,
+              args=["--notify-listen", "127.0.0.1:0"])
+    c = p.pop3()
+    c.user("alice")
+    c.pass_("pw1")
+    c.retr(1)
+    c.dele(1)
+    d.deliver("alice", subject="second")
+    n = socket.create_connection(("127.0.0.1", p.port_of("notify-listen")))
+    nf = n.makefile("rb")
+    nf.readline()
+    n.sendall(b"NOTIFY alice\r\n")
+    assert nf.readline() == b"+OK\r\n"
+    n.close()
+    c.quit()                          # its STAT said 0: the old view
+    assert p.check("alice", "pw1")[0] == 1
+
+
+def test_half_closed_client_gets_its_dele_and_quit(dovecot, proxy):
+    d = dovecot()
+    d.deliver("alice")
+    p = proxy(backend_of(d))
+    s = socket.create_connection((p.host, p.port), timeout=10)
+    f = s.makefile("rb")
+    f.readline()
+    s.sendall(b"USER alice\r\nPASS pw1\r\nDELE 1\r\nQUIT\r\n")
+    s.shutdown(socket.SHUT_WR)
+    replies = [f.readline() for _ in range(4)]
+    assert all(r.startswith(b"+OK") for r in replies), replies
+    s.close()
+    wait_until(lambda: d.message_count("alice") == 0)
+
+
+def test_client_that_never_reads_is_held_to_bounded_memory(dovecot, proxy):
+    d = dovecot()
+    p = proxy(backend_of(d))
+    s = socket.create_connection((p.host, p.port), timeout=10)
+    s.setblocking(False)
+    sent, data = 0, b"CAPA\r\n" * 10000
+    deadline = time.monotonic() + 5
+    while sent < 20_000_000 and time.monotonic() < deadline:
+        try:
+            sent += s.send(data)
+        except BlockingIOError:
+            time.sleep(0.01)
+    rss = int(next(l.split()[1] for l in
+                   open(f"/proc/{p.proc.pid}/status")
+                   if l.startswith("VmRSS:")))
+    s.close()
+    print(f"sent {sent} bytes of CAPA without reading; proxy RSS {rss} kB")
+    assert rss < 100_000
+    assert p.check("alice", "pw1") == (0, 0)     # still serving
+
+
+def test_out_of_descriptors_gives_a_clear_error(dovecot, proxy):
+    """No descriptor left for a backend connection: -ERR [SYS/TEMP] once
+    per command (this once re-read the same command without end)."""
+    d = dovecot()
+    p = proxy(backend_of(d), nofile=32)
+    a = socket.create_connection((p.host, p.port), timeout=5)
+    fa = a.makefile("rb")
+    fa.readline()
+    idle = []
+    try:
+        for _ in range(64):            # fill the proxy's descriptors
+            c = socket.create_connection((p.host, p.port), timeout=0.5)
+            idle.append(c)
+            try:
+                if not c.recv(100):
+                    break
+            except socket.timeout:
+                break                   # not accepted: full
+        token = base64.b64encode(b"\0alice\0pw1")
+        a.sendall(b"AUTH PLAIN " + token + b"\r\nUSER alice\r\n"
+                  b"PASS pw1\r\n")
+        replies = [fa.readline() for _ in range(3)]
+        assert replies[0].startswith(b"-ERR [SYS/TEMP]"), replies
+        assert replies[1].startswith(b"+OK"), replies   # Idle: local
+        assert replies[2].startswith(b"-ERR [SYS/TEMP]"), replies
+    finally:
+        for c in idle:
+            c.close()
+        a.close()
+    time.sleep(0.3)
+    assert p.check("alice", "pw1") == (0, 0)      # recovers
