@@ -917,6 +917,13 @@ sess_backend_failed(struct net_conn *c, void *arg, int err, const char *what)
 
 	(void)c;
 	(void)err;
+	/* What came before the end is still the backend's answer (over TLS
+	 * the close can be reported with its last reply unread). */
+	if (net_conn_input_len(s->b) > 0) {
+		sess_backend_step(s);
+		if (s->b == NULL || s->st == S_CLOSING)
+			return;
+	}
 	if (s->bs == B_QUIT) {
 		/* No reply to QUIT: whether the deletions were made is not
 		 * known, so no +OK. */
