@@ -46,6 +46,18 @@ mr_rfc5322_date(time_t t, char *buf, size_t size)
 	return (size_t)n;
 }
 
+const char *
+mr_iso8601(int64_t t, char *buf, size_t size)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (t == 0 || gmtime_r(&tt, &tm) == NULL ||
+	    strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		snprintf(buf, size, "-");
+	return buf;
+}
+
 size_t
 mr_iso8601_ms(uint64_t wall_ms, char *buf, size_t size)
 {

@@ -23,6 +23,7 @@
 #include "conf/conf.h"
 #include "conf/conf_cli.h"
 #include "core/mr_buf.h"
+#include "core/mr_clock.h"
 #include "core/xalloc.h"
 #include "delivery/cstore.h"
 #include "store/store.h"
@@ -151,36 +152,13 @@ account_cmd_usage(FILE *fp, const struct account_cmd_verb *v)
 	    "(try again); 77 permission denied;\n78 bad configuration.\n");
 }
 
-/* account_cmd_ex - the exit status for a store's error code. */
-static int
-account_cmd_ex(int code)
-{
-	switch (code) {
-	case -ENOENT:
-		return EX_NOINPUT;
-	case -EBUSY:
-		return EX_TEMPFAIL;
-	case -EEXIST:
-	case -EINVAL:
-		return EX_DATAERR;
-	case -EROFS:
-	case -EACCES:
-	case -EPERM:
-		return EX_NOPERM;
-	case -ENOSPC:
-		return EX_CANTCREAT;
-	default:
-		return EX_IOERR;
-	}
-}
-
 /* account_cmd_fail - the store's sentence as the message; its status. */
 static int
 account_cmd_fail(struct account_cmd *ac, int code)
 {
 	mr_buf_reset(&ac->err);
 	mr_buf_puts(&ac->err, store_error(ac->store));
-	return account_cmd_ex(code);
+	return cstore_ex(code, EX_IOERR);
 }
 
 static int
@@ -194,19 +172,6 @@ account_cmd_open(struct account_cmd *ac, bool create)
 	ac->have_cfg = true;
 	ac->store = cstore_open(&ac->cfg, create, &ac->err, &ex);
 	return ac->store == NULL ? ex : 0;
-}
-
-/* account_cmd_iso - t as "2026-11-23T10:00:00Z". */
-static const char *
-account_cmd_iso(int64_t t, char *buf, size_t size)
-{
-	time_t tt = (time_t)t;
-	struct tm tm;
-
-	if (gmtime_r(&tt, &tm) == NULL ||
-	    strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-		snprintf(buf, size, "@%" PRId64, t);
-	return buf;
 }
 
 /* account_cmd_duration - seconds in the largest unit that divides them. */
@@ -581,9 +546,9 @@ account_cmd_show(struct account_cmd *ac)
 	printf("period: %s\n", account_cmd_duration(q.period, when,
 	    sizeof(when)));
 	printf("warn: %u%%\n", q.warn_pct);
-	printf("period-start: %s\n", account_cmd_iso(q.period_start, when,
+	printf("period-start: %s\n", mr_iso8601(q.period_start, when,
 	    sizeof(when)));
-	printf("period-end: %s\n", account_cmd_iso(q.period_start + q.period,
+	printf("period-end: %s\n", mr_iso8601(q.period_start + q.period,
 	    when, sizeof(when)));
 	printf("used: %" PRIu64 "\n", q.used);
 	printf("reserved: %" PRIu64 "\n", q.reserved);

@@ -32,6 +32,7 @@
 #include "conf/conf.h"
 #include "conf/conf_cli.h"
 #include "core/mr_buf.h"
+#include "core/mr_clock.h"
 #include "core/mr_err.h"
 #include "core/xalloc.h"
 #include "delivery/cstore.h"
@@ -223,36 +224,13 @@ campaign_cmd_common(struct campaign_cmd *cc, int opt, char *arg)
 	return 0;
 }
 
-/* campaign_cmd_ex - the exit status for a store's error code. */
-static int
-campaign_cmd_ex(int code)
-{
-	switch (code) {
-	case -ENOENT:
-		return EX_NOINPUT;
-	case -EBUSY:
-		return EX_TEMPFAIL;
-	case -EEXIST:
-	case -EINVAL:
-		return EX_DATAERR;
-	case -EROFS:
-	case -EACCES:
-	case -EPERM:
-		return EX_NOPERM;
-	case -ENOSPC:
-		return EX_CANTCREAT;
-	default:
-		return EX_IOERR;
-	}
-}
-
 /* campaign_cmd_fail - the store's sentence as the message; its status. */
 static int
 campaign_cmd_fail(struct campaign_cmd *cc, int code)
 {
 	mr_buf_reset(&cc->err);
 	mr_buf_puts(&cc->err, store_error(cc->store));
-	return campaign_cmd_ex(code);
+	return cstore_ex(code, EX_IOERR);
 }
 
 /* campaign_cmd_open - the configuration, then the store. */
@@ -267,19 +245,6 @@ campaign_cmd_open(struct campaign_cmd *cc, bool create)
 	cc->have_cfg = true;
 	cc->store = cstore_open(&cc->cfg, create, &cc->err, &ex);
 	return cc->store == NULL ? ex : 0;
-}
-
-/* campaign_cmd_iso - t as "2026-11-23T10:00:00Z", or "-" for 0. */
-static const char *
-campaign_cmd_iso(int64_t t, char *buf, size_t size)
-{
-	time_t tt = (time_t)t;
-	struct tm tm;
-
-	if (t == 0 || gmtime_r(&tt, &tm) == NULL ||
-	    strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-		snprintf(buf, size, "-");
-	return buf;
 }
 
 static bool
@@ -801,7 +766,7 @@ campaign_cmd_add(struct campaign_cmd *cc, int argc, char **argv)
 		goto out;
 	}
 	printf("campaign %s (id %" PRId64 ") scheduled for %s\n", rec.name,
-	    rec.id, campaign_cmd_iso(start, when, sizeof(when)));
+	    rec.id, mr_iso8601(start, when, sizeof(when)));
 	if (start < now)
 		fprintf(stderr, "mailroom %s: note: %s is in the past: the "
 		    "daemon starts the campaign at once\n", cc->prog, when);
@@ -841,7 +806,7 @@ campaign_cmd_list_cb(void *arg, const struct store_campaign *c)
 	r->name = xstrdup(c->name ? c->name : "-");
 	r->stage = xstrdup(store_stage_name(c->stage));
 	r->state = xstrdup(store_state_name(c->state));
-	r->start = xstrdup(campaign_cmd_iso(c->start_at, when, sizeof(when)));
+	r->start = xstrdup(mr_iso8601(c->start_at, when, sizeof(when)));
 	if (c->stage >= STORE_STAGE_PREPARED)
 		r->progress = campaign_cmd_strf("%" PRIu64 "/%" PRIu64 "/%"
 		    PRIu32, c->delivered, c->bounced, c->nrecipients);
@@ -955,13 +920,13 @@ campaign_cmd_print(const struct store_campaign *c, int64_t now)
 	printf("template: %s\n", c->template_path ? c->template_path : "-");
 	printf("list: %s\n", c->list_path ? c->list_path : "-");
 	printf("account: %s\n", c->account && *c->account ? c->account : "-");
-	printf("created: %s\n", campaign_cmd_iso(c->created_at, when,
+	printf("created: %s\n", mr_iso8601(c->created_at, when,
 	    sizeof(when)));
-	printf("start: %s\n", campaign_cmd_iso(c->start_at, when,
+	printf("start: %s\n", mr_iso8601(c->start_at, when,
 	    sizeof(when)));
-	printf("started: %s\n", campaign_cmd_iso(c->started_at, when,
+	printf("started: %s\n", mr_iso8601(c->started_at, when,
 	    sizeof(when)));
-	printf("finished: %s\n", campaign_cmd_iso(c->finished_at, when,
+	printf("finished: %s\n", mr_iso8601(c->finished_at, when,
 	    sizeof(when)));
 	if (counted) {
 		printf("recipients: %" PRIu32 "\n", c->nrecipients);
@@ -983,7 +948,7 @@ campaign_cmd_print(const struct store_campaign *c, int64_t now)
 	printf("in-flight-at-crash-total: %" PRIu64 "\n",
 	    c->inflight_at_crash);
 	printf("owner: %s\n", c->owner && *c->owner ? c->owner : "-");
-	printf("lease-until: %s%s\n", campaign_cmd_iso(c->owner && *c->owner ?
+	printf("lease-until: %s%s\n", mr_iso8601(c->owner && *c->owner ?
 	    c->lease_until : 0, when, sizeof(when)), c->owner && *c->owner &&
 	    c->lease_until < now ? " (ran out)" : "");
 	if (c->started_at != 0) {
@@ -1083,7 +1048,7 @@ campaign_cmd_decide_resume(struct campaign_cmd *cc,
 		mr_buf_printf(&cc->err, "campaign %s is paused but its sender "
 		    "%s has not stopped yet (its lease runs until %s): "
 		    "resume it once the sender has stopped", c->name,
-		    c->owner, campaign_cmd_iso(c->lease_until, when,
+		    c->owner, mr_iso8601(c->lease_until, when,
 		    sizeof(when)));
 		return EX_TEMPFAIL;
 	}
@@ -1160,7 +1125,7 @@ campaign_cmd_change(struct campaign_cmd *cc, int argc, char **argv,
 	leased = campaign_cmd_leased(&c, now);
 	if (decide == campaign_cmd_decide_resume)
 		printf("campaign %s resumed: scheduled for %s", c.name,
-		    campaign_cmd_iso(c.start_at, when, sizeof(when)));
+		    mr_iso8601(c.start_at, when, sizeof(when)));
 	else if (old_state == c.state)
 		printf("campaign %s was already %s", c.name,
 		    store_state_name(c.state));

@@ -44,26 +44,30 @@ cstore_open(const struct mr_config *cfg, bool create, struct mr_buf *err,
 	    (int)cfg->store_busy_timeout, err, &code);
 	if (s != NULL)
 		return s;
+	*ex_r = cstore_ex(code, EX_DATAERR);
+	return NULL;
+}
+
+int
+cstore_ex(int code, int fallback)
+{
 	switch (code) {
 	case -ENOENT:
-		*ex_r = EX_NOINPUT;
-		break;
+		return EX_NOINPUT;
 	case -EBUSY:
-		*ex_r = EX_TEMPFAIL;
-		break;
+		return EX_TEMPFAIL;
+	case -EEXIST:
+	case -EINVAL:
+		return EX_DATAERR;
 	case -EROFS:
 	case -EACCES:
 	case -EPERM:
-		*ex_r = EX_NOPERM;
-		break;
+		return EX_NOPERM;
 	case -ENOSPC:
-		*ex_r = EX_CANTCREAT;
-		break;
+		return EX_CANTCREAT;
 	default:
-		*ex_r = EX_DATAERR;
-		break;
+		return fallback;
 	}
-	return NULL;
 }
 
 const char *

@@ -26,6 +26,13 @@
 struct store *cstore_open(const struct mr_config *cfg, bool create,
     struct mr_buf *err, int *ex_r);
 
+/*
+ * cstore_ex - the sysexits code for a store's error code: EX_NOINPUT
+ * missing, EX_TEMPFAIL locked, EX_DATAERR exists or invalid, EX_NOPERM
+ * read-only or denied, EX_CANTCREAT disk full, otherwise fallback.
+ */
+int cstore_ex(int code, int fallback);
+
 /* cstore_owner - this process's name as a lease holder, "host:pid". */
 const char *cstore_owner(void);
 

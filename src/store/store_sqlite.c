@@ -1044,34 +1044,63 @@ store_sqlite_campaign_get(struct store *s, const char *key,
 }
 
 /*
- * The campaign that cb gets is borrowed for the call.  cb must not list
- * campaigns again (the statement is in use), and should collect what it
- * wants to change and change it after the listing.
+ * store_sqlite_rows - step st to its end, handing each row to row(st,
+ * arg); a non-zero return stops there and is returned.  0, or the error
+ * of the step (named by what).
+ */
+static int
+store_sqlite_rows(struct store_sqlite *ss, sqlite3_stmt *st, const char *what,
+    int (*row)(sqlite3_stmt *, void *), void *arg)
+{
+	int rc, cbrc = 0;
+
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		if ((cbrc = row(st, arg)) != 0)
+			break;
+	if (cbrc != 0)
+		rc = cbrc;
+	else if (rc == SQLITE_DONE)
+		rc = 0;
+	else
+		rc = store_sqlite_err(ss, what, rc);
+	store_sqlite_reset(st);
+	return rc;
+}
+
+struct store_sqlite_list {
+	store_campaign_cb	*camp;
+	store_account_cb	*acct;
+	void			*arg;
+};
+
+static int
+store_sqlite_campaign_row(sqlite3_stmt *st, void *arg)
+{
+	struct store_sqlite_list *l = arg;
+	struct store_campaign c;
+	int rc;
+
+	store_sqlite_read_campaign(st, &c);
+	rc = l->camp(l->arg, &c);
+	store_campaign_release(&c);
+	return rc;
+}
+
+/*
+ * store_sqlite_campaign_list - every campaign.  The campaign that cb gets
+ * is borrowed for the call.  cb must not list campaigns again (the
+ * statement is in use), and should collect what it wants to change and
+ * change it after the listing.
  */
 static int
 store_sqlite_campaign_list(struct store *s, store_campaign_cb *cb,
     void *arg)
 {
 	struct store_sqlite *ss = store_sqlite_enter(s);
-	sqlite3_stmt *st = ss->st[STORE_SQLITE_CAMP_LIST];
-	struct store_campaign c;
-	int rc, cbrc = 0;
+	struct store_sqlite_list l = { .camp = cb, .arg = arg };
 
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		store_sqlite_read_campaign(st, &c);
-		cbrc = cb(arg, &c);
-		store_campaign_release(&c);
-		if (cbrc != 0)
-			break;
-	}
-	if (cbrc != 0)
-		rc = cbrc;
-	else if (rc == SQLITE_DONE)
-		rc = 0;
-	else
-		rc = store_sqlite_err(ss, "campaign_list", rc);
-	store_sqlite_reset(st);
-	return rc;
+	return store_sqlite_rows(ss, ss->st[STORE_SQLITE_CAMP_LIST],
+	    "campaign_list", store_sqlite_campaign_row, &l);
 }
 
 static int
@@ -1478,28 +1507,26 @@ store_sqlite_account_get(struct store *s, const char *name,
 }
 
 static int
+store_sqlite_account_row(sqlite3_stmt *st, void *arg)
+{
+	struct store_sqlite_list *l = arg;
+	struct store_account a;
+	int rc;
+
+	store_sqlite_read_account(st, &a);
+	rc = l->acct(l->arg, &a);
+	store_account_release(&a);
+	return rc;
+}
+
+static int
 store_sqlite_account_list(struct store *s, store_account_cb *cb, void *arg)
 {
 	struct store_sqlite *ss = store_sqlite_enter(s);
-	sqlite3_stmt *st = ss->st[STORE_SQLITE_ACCT_LIST];
-	struct store_account a;
-	int rc, cbrc = 0;
+	struct store_sqlite_list l = { .acct = cb, .arg = arg };
 
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		store_sqlite_read_account(st, &a);
-		cbrc = cb(arg, &a);
-		store_account_release(&a);
-		if (cbrc != 0)
-			break;
-	}
-	if (cbrc != 0)
-		rc = cbrc;
-	else if (rc == SQLITE_DONE)
-		rc = 0;
-	else
-		rc = store_sqlite_err(ss, "account_list", rc);
-	store_sqlite_reset(st);
-	return rc;
+	return store_sqlite_rows(ss, ss->st[STORE_SQLITE_ACCT_LIST],
+	    "account_list", store_sqlite_account_row, &l);
 }
 
 static int
