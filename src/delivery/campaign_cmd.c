@@ -247,17 +247,6 @@ campaign_cmd_open(struct campaign_cmd *cc, bool create)
 	return cc->store == NULL ? ex : 0;
 }
 
-static bool
-campaign_cmd_all_digits(const char *s)
-{
-	if (*s == '\0')
-		return false;
-	for (; *s != '\0'; s++)
-		if (*s < '0' || *s > '9')
-			return false;
-	return true;
-}
-
 /* campaign_cmd_leased - does a sender hold c's lease right now? */
 static bool
 campaign_cmd_leased(const struct store_campaign *c, int64_t now)
@@ -365,7 +354,7 @@ campaign_cmd_parse_time(const char *s, int64_t now, int64_t *t_r)
 		return 0;
 	}
 	if (s[0] == '@') {
-		if (!campaign_cmd_all_digits(s + 1))
+		if (!store_all_digits(s + 1))
 			return -1;
 		errno = 0;
 		v = strtoll(s + 1, &end, 10);
@@ -418,7 +407,7 @@ campaign_cmd_check_name(const char *name)
 		return "it is empty";
 	if (strlen(name) > CAMPAIGN_CMD_NAME_MAX)
 		return "it is longer than 200 bytes";
-	if (campaign_cmd_all_digits(name))
+	if (store_all_digits(name))
 		return "it is all digits, which reads as a campaign id";
 	for (p = (const unsigned char *)name; *p != '\0'; p++)
 		if (*p <= ' ' || *p == 0x7f)

@@ -132,6 +132,17 @@ store_account_release(struct store_account *a)
 	memset(a, 0, sizeof(*a));
 }
 
+bool
+store_all_digits(const char *s)
+{
+	if (*s == '\0')
+		return false;
+	for (; *s != '\0'; s++)
+		if (*s < '0' || *s > '9')
+			return false;
+	return true;
+}
+
 const char *
 store_stage_name(int stage)
 {

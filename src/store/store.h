@@ -258,6 +258,11 @@ void store_campaign_release(struct store_campaign *c);
 void store_account_release(struct store_account *a);
 
 const char *store_stage_name(int stage);
+/*
+ * store_all_digits - is s a non-empty run of decimal digits?  Such a key
+ * names a campaign by its id, so no campaign may be named so.
+ */
+bool store_all_digits(const char *s);
 const char *store_state_name(int state);
 /* store_state_parse - a state's name to its value; -1 when unknown. */
 int store_state_parse(const char *name);

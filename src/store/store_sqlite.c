@@ -523,17 +523,6 @@ store_sqlite_col_str(sqlite3_stmt *st, int i)
 	return xmemdup(t, (size_t)sqlite3_column_bytes(st, i));
 }
 
-static bool
-store_sqlite_all_digits(const char *s)
-{
-	if (*s == '\0')
-		return false;
-	for (; *s != '\0'; s++)
-		if (*s < '0' || *s > '9')
-			return false;
-	return true;
-}
-
 static int
 store_sqlite_check_state(struct store *s, const char *op, int state)
 {
@@ -990,7 +979,7 @@ store_sqlite_campaign_insert(struct store *s, struct store_campaign *c)
 	if (c->name == NULL || *c->name == '\0')
 		return store_fail(s, -EINVAL, "store %s: campaign_insert: a "
 		    "campaign needs a name", s->path);
-	if (store_sqlite_all_digits(c->name))
+	if (store_all_digits(c->name))
 		return store_fail(s, -EINVAL, "store %s: campaign_insert: "
 		    "campaign name %s is all digits, which reads as an id",
 		    s->path, c->name);
@@ -1017,7 +1006,7 @@ store_sqlite_campaign_get(struct store *s, const char *key,
 	int rc;
 
 	memset(out, 0, sizeof(*out));
-	if (store_sqlite_all_digits(key)) {
+	if (store_all_digits(key)) {
 		errno = 0;
 		id = strtoll(key, NULL, 10);
 		if (errno != 0)
