@@ -449,6 +449,18 @@ notify_allow_parse(struct edge_notify *n, const struct conf_list *l,
 	return 0;
 }
 
+int
+edge_notify_check(const struct mr_config *cfg, struct mr_buf *err)
+{
+	struct edge_notify n;
+	int rc;
+
+	memset(&n, 0, sizeof(n));
+	rc = notify_allow_parse(&n, &cfg->pop3_proxy_notify_allow, err);
+	free(n.allow);
+	return rc;
+}
+
 struct edge_notify *
 edge_notify_new(struct event_base *base, struct edge *e,
     const struct mr_config *cfg, struct mr_buf *err)

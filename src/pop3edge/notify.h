@@ -25,6 +25,9 @@ struct event_base;
 struct edge;
 struct edge_notify;
 
+/* edge_notify_check - is the notification configuration (the
+ * allow-list) valid?  0, or -1 with a sentence in err. */
+int edge_notify_check(const struct mr_config *cfg, struct mr_buf *err);
 /* edge_notify_new - start the configured endpoints (none is an empty
  * address).  NULL with a sentence in err. */
 struct edge_notify *edge_notify_new(struct event_base *base, struct edge *e,

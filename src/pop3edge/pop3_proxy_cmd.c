@@ -18,6 +18,7 @@
 #include "conf/conf_cli.h"
 #include "core/mr_buf.h"
 #include "core/mr_log.h"
+#include "net/listen.h"
 #include "pop3edge/edge.h"
 #include "pop3edge/notify.h"
 
@@ -56,15 +57,16 @@ pop3_proxy_usage(FILE *fp)
 	    "bound (\"listen: ...\").\n");
 }
 
-/* pop3_proxy_nofile - raise the descriptor limit to what is allowed,
- * and say so when max_sessions cannot be served (two descriptors a
- * relayed session). */
+/*
+ * pop3_proxy_nofile - raise the descriptor limit to what is allowed; a
+ * relayed session takes two descriptors, so max_sessions is lowered to
+ * what the limit can serve (and said so).
+ */
 static void
-pop3_proxy_nofile(const struct mr_config *cfg)
+pop3_proxy_nofile(struct mr_config *cfg)
 {
 	struct rlimit rl;
-	unsigned long long want = (unsigned long long)
-	    cfg->pop3_proxy_max_sessions * 2 + 64;
+	long long fit;
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
 		return;
@@ -73,11 +75,50 @@ pop3_proxy_nofile(const struct mr_config *cfg)
 		(void)setrlimit(RLIMIT_NOFILE, &rl);
 		(void)getrlimit(RLIMIT_NOFILE, &rl);
 	}
-	if ((unsigned long long)rl.rlim_cur < want)
-		mr_log_warn("pop3-proxy", "event=fd-limit limit=%llu "
-		    "max_sessions=%lld needs=%llu (raise the limit or lower "
-		    "pop3_proxy.max_sessions)", (unsigned long long)rl.rlim_cur,
-		    cfg->pop3_proxy_max_sessions, want);
+	if (rl.rlim_cur == RLIM_INFINITY)
+		return;
+	fit = ((long long)rl.rlim_cur - 64) / 2;
+	if (fit < 1)
+		fit = 1;
+	if (cfg->pop3_proxy_max_sessions > fit) {
+		mr_log_info("pop3-proxy", "event=fd-limit limit=%llu "
+		    "max_sessions=%lld lowered_to=%lld",
+		    (unsigned long long)rl.rlim_cur,
+		    cfg->pop3_proxy_max_sessions, fit);
+		cfg->pop3_proxy_max_sessions = fit;
+	}
+}
+
+/*
+ * pop3_proxy_check - the addresses and the allow-list, before anything
+ * listens: a mistake there is a configuration error (78), not a
+ * service that cannot start (69).
+ */
+static int
+pop3_proxy_check(const struct mr_config *cfg, struct mr_buf *err)
+{
+	const struct {
+		const char	*key;
+		const char	*value;
+	} addrs[] = {
+		{ "pop3_proxy.listen", cfg->pop3_proxy_listen },
+		{ "pop3_proxy.listen_tls", cfg->pop3_proxy_listen_tls },
+		{ "pop3_proxy.notify_listen", cfg->pop3_proxy_notify_listen },
+		{ "pop3_proxy.http_listen", cfg->pop3_proxy_http_listen },
+	};
+	struct sockaddr_storage ss;
+	socklen_t len;
+	size_t i;
+
+	for (i = 0; i < sizeof(addrs) / sizeof(addrs[0]); i++) {
+		if (*addrs[i].value == '\0')
+			continue;
+		if (net_addr_parse(addrs[i].value, 1, 1, &ss, &len, err) != 0) {
+			mr_buf_printf(err, " (%s)", addrs[i].key);
+			return -1;
+		}
+	}
+	return edge_notify_check(cfg, err);
 }
 
 static void
@@ -167,6 +208,12 @@ pop3_proxy_cmd(int argc, char **argv)
 	conf_cli_release(&cl);
 	if (ex != 0)
 		return ex;
+	if (pop3_proxy_check(&cfg, &err) != 0) {
+		fprintf(stderr, "mailroom pop3-proxy: %s\n", mr_buf_cstr(&err));
+		mr_buf_release(&err);
+		conf_release(&cfg);
+		return EX_CONFIG;
+	}
 	signal(SIGPIPE, SIG_IGN);
 	pop3_proxy_nofile(&cfg);
 	base = event_base_new();

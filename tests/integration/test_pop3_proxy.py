@@ -584,6 +584,44 @@ def test_no_listen_or_backend_is_a_usage_error(mailroom):
     assert r.returncode == 78
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--backend", "nohost.invalid:110"], "cannot resolve"),
+    (["--backend", "127.0.0.1:110", "--listen", "999.1.1.1:0"],
+     "pop3_proxy.listen"),
+    (["--backend", "127.0.0.1:110", "--listen", "::1:110"], "in brackets"),
+    (["--backend", "127.0.0.1:110", "--http-listen", "127.0.0.1:99999"],
+     "pop3_proxy.http_listen"),
+    (["--backend", "127.0.0.1:110", "--notify-listen", "127.0.0.1:0",
+      "-o", "pop3_proxy.notify_allow=10.0.0.0/99"], "notify_allow"),
+    (["--backend", "127.0.0.1:110", "-o", "pop3_proxy.tls_cert=/nonexistent",
+      "-o", "pop3_proxy.tls_key=/nonexistent"], "certificate"),
+    (["--backend", "127.0.0.1:110", "--interval", "abc"],
+     "pop3_proxy.interval"),
+])
+def test_bad_configuration_is_refused_before_listening(mailroom, args,
+                                                       message):
+    """Each bad setting: exit 78 with a sentence naming it, nothing bound."""
+    cmd = [mailroom, "pop3-proxy", *args]
+    if "--listen" not in args:
+        cmd += ["--listen", "127.0.0.1:0"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+    assert r.returncode == 78, r
+    assert message in r.stderr, r.stderr
+    assert "listen:" not in r.stdout
+
+
+def test_listening_address_in_use_exits_69(mailroom):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = subprocess.run([mailroom, "pop3-proxy", "--listen",
+                            f"127.0.0.1:{port}", "--backend",
+                            "127.0.0.1:110"], capture_output=True,
+                           text=True, timeout=10)
+    assert r.returncode == 69 and "in use" in r.stderr, r
+
+
 def test_one_user_checking_every_second_for_two_minutes(dovecot, proxy):
     """The issue's figure: 120 checks at 1/s through an interval of n
     seconds cause about 120/n backend logins, not 120."""
