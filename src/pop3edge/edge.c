@@ -1015,8 +1015,11 @@ sess_pass(struct esess *s, const char *pw, size_t len)
 	}
 	memcpy(s->pass, pw, len);
 	s->passlen = len;
-	if (u != NULL && utable_check_password(e->users, s->uid, pw, len) &&
-	    edge_attenuated(e, u, now) && !edge_fast_check(e, u, now)) {
+	/* The cheap test first: most checks that are not attenuated need
+	 * no HMAC here (the backend judges the password). */
+	if (u != NULL && edge_attenuated(e, u, now) &&
+	    utable_check_password(e->users, s->uid, pw, len) &&
+	    !edge_fast_check(e, u, now)) {
 		OPENSSL_cleanse(s->pass, sizeof(s->pass));
 		u->terminate = true;
 		u->lock = true;
@@ -1643,6 +1646,11 @@ edge_new(struct event_base *base, const struct mr_config *cfg,
 fail:
 	if (e->srv_ctx)
 		SSL_CTX_free(e->srv_ctx);
+	if (e->cli_ctx)
+		SSL_CTX_free(e->cli_ctx);
+	for (size_t i = 0; i < e->nopt_out; i++)
+		free(e->opt_out[i]);
+	free(e->opt_out);
 	free(e);
 	return NULL;
 }

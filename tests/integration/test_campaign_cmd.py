@@ -491,3 +491,28 @@ def test_pause_stops_a_running_sender_keeping_progress(store, tmp_path,
     assert (fields["state"], fields["delivered"]) == ("done", "12")
     got = sorted({m.rcpt_tos[0] for m in peer.messages})
     assert got == sorted(row[0] for row in rows)
+
+
+def test_send_resume_of_a_cancelled_campaign_is_refused(store, tmp_path):
+    tpl, lst = write_inputs(tmp_path / "in")
+    assert store.add(tpl, lst, "--name", "gone").returncode == 0
+    assert store.campaign("cancel", "gone").returncode == 0
+    before = store.path.read_bytes()
+    r = store.send_resume("gone", tmp_path / "run")
+    assert r.returncode == EX_DATAERR, r
+    assert r.stderr == "mailroom send: campaign gone was cancelled\n", r
+    assert "in-flight-at-crash" not in r.stdout
+    assert store.show("gone")[0]["state"] == "cancelled"
+    assert store.path.read_bytes() == before
+
+
+@pytest.mark.parametrize("extra", [["--template", "t.eml"],
+                                   ["--list", "l.csv"],
+                                   ["--campaign", "other"]])
+def test_send_resume_takes_no_new_inputs(store, tmp_path, extra):
+    """--resume sends what the store recorded: new inputs are a usage
+    error, before the store is even opened."""
+    r = store.send_resume("any", tmp_path / "run", extra=extra)
+    assert r.returncode == 64, r
+    assert "--resume takes the template and list recorded" in r.stderr
+    assert not store.path.exists()

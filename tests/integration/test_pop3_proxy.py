@@ -579,13 +579,17 @@ def test_no_listen_or_backend_is_a_usage_error(mailroom):
     r = subprocess.run([mailroom, "pop3-proxy", "--listen", "127.0.0.1:0"],
                        capture_output=True, text=True, timeout=10)
     assert r.returncode == 78 and "no backend" in r.stderr
-    r = subprocess.run([mailroom, "pop3-proxy", "--backend", "x:99999"],
+    r = subprocess.run([mailroom, "pop3-proxy", "--backend", "127.0.0.1:110"],
                        capture_output=True, text=True, timeout=10)
-    assert r.returncode == 78
+    assert r.returncode == 78 and "no listening address" in r.stderr
 
 
 @pytest.mark.parametrize("args, message", [
     (["--backend", "nohost.invalid:110"], "cannot resolve"),
+    (["--backend", "127.0.0.1:99999"], "bad port"),
+    (["--backend", "127.0.0.1:pop"], "bad port"),
+    (["--backend", "127.0.0.1:110", "-o", "pop3_proxy.backend_tls=tls",
+      "-o", "pop3_proxy.backend_ca_file=/nonexistent"], "CA file"),
     (["--backend", "127.0.0.1:110", "--listen", "999.1.1.1:0"],
      "pop3_proxy.listen"),
     (["--backend", "127.0.0.1:110", "--listen", "::1:110"], "in brackets"),
