@@ -931,17 +931,21 @@ def test_client_that_never_reads_is_held_to_bounded_memory(dovecot, proxy):
 
 
 def test_out_of_descriptors_gives_a_clear_error(dovecot, proxy):
-    """No descriptor left for a backend connection: -ERR [SYS/TEMP] once
-    per command (this once re-read the same command without end)."""
+    """Descriptors used up by other connections (here NOTIFY ones) when a
+    login needs the backend: -ERR [SYS/TEMP] once per command (this once
+    re-read the same command without end).  POP3 sessions themselves are
+    capped below the limit (max_sessions is fitted to it at start)."""
     d = dovecot()
-    p = proxy(backend_of(d), nofile=32)
+    p = proxy(backend_of(d), nofile=100,
+              args=["--notify-listen", "127.0.0.1:0"])
     a = socket.create_connection((p.host, p.port), timeout=5)
     fa = a.makefile("rb")
     fa.readline()
     idle = []
     try:
-        for _ in range(64):            # fill the proxy's descriptors
-            c = socket.create_connection((p.host, p.port), timeout=0.5)
+        for _ in range(300):            # fill the proxy's descriptors
+            c = socket.create_connection(
+                ("127.0.0.1", p.port_of("notify-listen")), timeout=0.5)
             idle.append(c)
             try:
                 if not c.recv(100):
@@ -961,3 +965,22 @@ def test_out_of_descriptors_gives_a_clear_error(dovecot, proxy):
         a.close()
     time.sleep(0.3)
     assert p.check("alice", "pw1") == (0, 0)      # recovers
+
+
+def test_sessions_are_capped_to_the_descriptor_limit(dovecot, proxy):
+    """With 100 descriptors, max_sessions is lowered to 18 (two a relayed
+    session, 64 kept back): the 19th client is refused, clearly."""
+    d = dovecot()
+    p = proxy(backend_of(d), nofile=100)
+    held = [socket.create_connection((p.host, p.port), timeout=5)
+            for _ in range(19)]
+    try:
+        greetings = [c.makefile("rb").readline() for c in held]
+        assert all(g.startswith(b"+OK") for g in greetings[:18])
+        assert greetings[18].startswith(b"-ERR [SYS/TEMP] too many"), \
+            greetings[18]
+    finally:
+        for c in held:
+            c.close()
+    time.sleep(0.3)
+    assert p.check("alice", "pw1") == (0, 0)
