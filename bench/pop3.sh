@@ -7,6 +7,6 @@
 # Runs as root (Dovecot is started as root and drops privileges).
 set -eu
 cd "$(dirname "$0")/.."
-sh scripts/deps.sh build test
+sh scripts/deps.sh build bench
 sh scripts/build.sh >/dev/null
 exec /usr/bin/python3 bench/pop3.py "$@"

@@ -1,15 +1,18 @@
 #!/bin/sh
 # deps.sh - install, from Debian's packages, what mailroom needs that the
 # machine lacks.  "build" is enough to compile; "demo" adds Postfix's
-# smtp-sink; "test" adds the peers and tools the test suite talks to.
+# smtp-sink; "test" adds the peers and tools the test suite talks to;
+# "bench" adds the peers the benchmarks measure mailroom against.
 # Runs as root (apt-get); does nothing when everything is present.
 set -eu
 
 build="gcc libc6-dev meson ninja-build pkg-config libevent-dev libc-ares-dev \
-libssl-dev libinih-dev libxxhash-dev libcmocka-dev libsqlite3-dev"
+libssl-dev libinih-dev libxxhash-dev libcmocka-dev libsqlite3-dev libldap-dev"
 demo="postfix"
 test="postfix dnsmasq openssl swaks python3-pytest python3-aiosmtpd \
-python3-dnslib dovecot-core dovecot-pop3d dovecot-imapd dovecot-lmtpd curl"
+python3-dnslib dovecot-core dovecot-pop3d dovecot-imapd dovecot-lmtpd curl slapd \
+ldap-utils fetchmail"
+bench="nginx libnginx-mod-mail perdition"
 
 want="$build"
 for what in "$@"; do
@@ -17,7 +20,8 @@ for what in "$@"; do
 	build) ;;
 	demo) want="$want $demo" ;;
 	test) want="$want $demo $test" ;;
-	*) echo "deps.sh: unknown set '$what' (build, demo, test)" >&2; exit 64 ;;
+	bench) want="$want $demo $test $bench" ;;
+	*) echo "deps.sh: unknown set '$what' (build, demo, test, bench)" >&2; exit 64 ;;
 	esac
 done
 
@@ -33,7 +37,8 @@ echo "deps.sh: installing:$missing"
 # start one: we only use its smtp-sink and smtp-source test tools.
 echo "postfix postfix/main_mailer_type select No configuration" |
     debconf-set-selections
-# Nor may Dovecot's package start a system Dovecot: the tests run their
+# Nor may Dovecot's, slapd's or nginx's package start a system server: the
+# tests and benchmarks run their
 # own instances.  Without a policy of the machine's own, forbid starting
 # services for the length of this install.
 policy=""
