@@ -37,10 +37,10 @@ echo "deps.sh: installing:$missing"
 # start one: we only use its smtp-sink and smtp-source test tools.
 echo "postfix postfix/main_mailer_type select No configuration" |
     debconf-set-selections
-# Nor may Dovecot's, slapd's or nginx's package start a system server: the
-# tests and benchmarks run their
-# own instances.  Without a policy of the machine's own, forbid starting
-# services for the length of this install.
+# Nor may the packages of Dovecot, slapd, nginx or perdition start system
+# servers: the tests and benchmarks run their own instances.  Without a
+# policy of the machine's own, forbid starting services for the length of
+# this install.
 policy=""
 if [ ! -e /usr/sbin/policy-rc.d ]; then
 	policy=/usr/sbin/policy-rc.d
