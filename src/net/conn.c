@@ -4,6 +4,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -230,6 +231,46 @@ struct evbuffer *
 net_conn_output(struct net_conn *c)
 {
 	return bufferevent_get_output(c->bev);
+}
+
+void
+net_conn_send(struct net_conn *c, const void *p, size_t len)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	ssize_t n = 0;
+
+	if (!c->tls && !c->handshaking && !c->connecting &&
+	    evbuffer_get_length(out) == 0) {
+		n = send(bufferevent_getfd(c->bev), p, len,
+		    MSG_DONTWAIT | MSG_NOSIGNAL);
+		/* EAGAIN, or an error the queued write will report. */
+		if (n < 0)
+			n = 0;
+	}
+	if ((size_t)n < len)
+		evbuffer_add(out, (const char *)p + n, len - (size_t)n);
+}
+
+void
+net_conn_sendf(struct net_conn *c, const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t)n < sizeof(buf)) {
+		net_conn_send(c, buf, (size_t)n);
+		return;
+	}
+	/* Too long for the stack: queued, behind anything queued before. */
+	va_start(ap, fmt);
+	evbuffer_add_vprintf(bufferevent_get_output(c->bev), fmt, ap);
+	va_end(ap);
 }
 
 void

@@ -88,6 +88,16 @@ struct evbuffer *net_conn_input(struct net_conn *c);
 
 /* net_conn_output - append here to send; written as the socket allows. */
 struct evbuffer *net_conn_output(struct net_conn *c);
+/*
+ * net_conn_send / net_conn_sendf - send len bytes (or a formatted text):
+ * straight to the socket when nothing is queued before them and there is
+ * no TLS, the rest queued like net_conn_output().  A short reply then
+ * costs one send(2) instead of a write event armed and disarmed around a
+ * writev(2).  Errors surface through `failed`, as for queued output.
+ */
+void net_conn_send(struct net_conn *c, const void *p, size_t len);
+void net_conn_sendf(struct net_conn *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 /* net_conn_write_timeout - longest stall of a pending write. */
 void net_conn_write_timeout(struct net_conn *c, unsigned ms);
 /* net_conn_read_timeout - longest silence of the peer (0: none); on

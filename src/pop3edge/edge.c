@@ -141,7 +141,7 @@ static const struct net_conn_cbs sess_backend_cbs;
 static void
 sess_reply(struct esess *s, const char *text)
 {
-	evbuffer_add_printf(net_conn_output(s->c), "%s\r\n", text);
+	net_conn_sendf(s->c, "%s\r\n", text);
 }
 
 /* sess_capa - our capabilities (RFC 2449), answered locally in every
@@ -150,19 +150,18 @@ static void
 sess_capa(struct esess *s)
 {
 	const struct mr_config *cfg = s->e->cfg;
-	struct evbuffer *out = net_conn_output(s->c);
+	char delay[48] = "";
 
-	evbuffer_add_printf(out, "+OK Capability list follows\r\n"
-	    "TOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n");
-	if (s->st == S_AUTH)
-		evbuffer_add_printf(out, "USER\r\nSASL PLAIN\r\n");
-	if (s->st == S_AUTH && s->e->srv_ctx != NULL && !net_conn_is_tls(s->c))
-		evbuffer_add_printf(out, "STLS\r\n");
 	/* RFC 2449 6.8: the least time between logins we would like. */
 	if (cfg->pop3_proxy_rule != CONF_ATT_DEMAND)
-		evbuffer_add_printf(out, "LOGIN-DELAY %llu\r\n",
+		snprintf(delay, sizeof(delay), "LOGIN-DELAY %llu\r\n",
 		    (unsigned long long)(edge_interval(s->e) / 1000));
-	evbuffer_add_printf(out, "IMPLEMENTATION mailroom\r\n.\r\n");
+	net_conn_sendf(s->c, "+OK Capability list follows\r\n"
+	    "TOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n"
+	    "%s%s%sIMPLEMENTATION mailroom\r\n.\r\n",
+	    s->st == S_AUTH ? "USER\r\nSASL PLAIN\r\n" : "",
+	    s->st == S_AUTH && s->e->srv_ctx != NULL &&
+	    !net_conn_is_tls(s->c) ? "STLS\r\n" : "", delay);
 }
 
 /* ---------------------------------------------------------------- */
@@ -425,7 +424,7 @@ static void
 sess_backend_send(struct esess *s, enum back_step next, const char *verb,
     const char *arg, size_t len)
 {
-	evbuffer_add_printf(net_conn_output(s->b), "%s %.*s\r\n", verb,
+	net_conn_sendf(s->b, "%s %.*s\r\n", verb,
 	    (int)len, arg);
 	sess_backend_wait(s, next);
 	if (next == B_PASS) {
@@ -556,10 +555,7 @@ is_ok(const char *p, size_t n)
 static void
 sess_relay_status(struct esess *s, const char *p, size_t n)
 {
-	struct evbuffer *out = net_conn_output(s->c);
-
-	evbuffer_add(out, p, n);
-	evbuffer_add(out, "\r\n", 2);
+	net_conn_sendf(s->c, "%.*s\r\n", (int)n, p);
 }
 
 /*
@@ -690,7 +686,7 @@ sess_backend_login(struct esess *s)
 		inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
 		port = ntohs(s6->sin6_port);
 	}
-	evbuffer_add_printf(net_conn_output(s->b),
+	net_conn_sendf(s->b,
 	    "XCLIENT ADDR=%s PORT=%u\r\n", host, port);
 	s->bs = B_XCLIENT;
 }
@@ -763,7 +759,7 @@ sess_backend_step(struct esess *s)
 			 * XCLIENT would be an unknown command. */
 			s->xclient_ok = memmem(p, n, "[XCLIENT]", 9) != NULL;
 			if (e->cfg->pop3_proxy_backend_tls == CONF_BTLS_STLS) {
-				evbuffer_add_printf(net_conn_output(s->b),
+				net_conn_sendf(s->b,
 				    "STLS\r\n");
 				s->bs = B_STLS;
 				continue;
@@ -839,7 +835,7 @@ sess_backend_step(struct esess *s)
 			continue;
 		case B_STAT:
 			s->stat_count = sess_stat_count(p, n);
-			evbuffer_add_printf(net_conn_output(s->b), "QUIT\r\n");
+			net_conn_sendf(s->b, "QUIT\r\n");
 			sess_backend_wait(s, B_QUIT);
 			continue;
 		case B_QUIT:
@@ -1196,11 +1192,11 @@ sess_relay_cmd(struct esess *s, const struct pop3_cmd *cmd, const char *line,
 		 * room in the table). */
 		s->busy = true;
 		if (s->uid == UTABLE_NONE) {
-			evbuffer_add_printf(net_conn_output(s->b), "QUIT\r\n");
+			net_conn_sendf(s->b, "QUIT\r\n");
 			sess_backend_wait(s, B_QUIT);
 			return;
 		}
-		evbuffer_add_printf(net_conn_output(s->b), "STAT\r\n");
+		net_conn_sendf(s->b, "STAT\r\n");
 		sess_backend_wait(s, B_STAT);
 		return;
 	case POP3_CAPA:
@@ -1222,8 +1218,7 @@ sess_relay_cmd(struct esess *s, const struct pop3_cmd *cmd, const char *line,
 	s->cmd = *cmd;
 	s->busy = true;
 	sess_backend_wait(s, B_REPLY);
-	evbuffer_add(net_conn_output(s->b), line, len);
-	evbuffer_add(net_conn_output(s->b), "\r\n", 2);
+	net_conn_sendf(s->b, "%.*s\r\n", (int)len, line);
 }
 
 /* sess_auth_cmd - the Authorization state. */
@@ -1341,7 +1336,7 @@ sess_process(struct esess *s)
 				    "-ERR invalid arguments");
 				continue;
 			}
-			evbuffer_add_printf(net_conn_output(s->c),
+			net_conn_sendf(s->c,
 			    "-ERR %s\r\n", why);
 			continue;
 		}
