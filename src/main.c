@@ -27,6 +27,8 @@ static const struct {
 	  "sending accounts and their allowances (quotas)" },
 	{ "pop3-proxy", pop3_proxy_cmd,
 	  "the POP3 edge proxy: answer empty mailbox checks locally" },
+	{ "registry", registry_cmd,
+	  "users of the POP3 proxy and their backend POP3 accounts" },
 	{ "resolve", resolve_cmd,
 	  "show where mail for domains goes (routes, MX, addresses)" },
 	{ "config", config_cmd,

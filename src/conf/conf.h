@@ -37,6 +37,11 @@ enum conf_attenuation {
 	CONF_ATT_TIME,		/* the interval only */
 	CONF_ATT_DEMAND,	/* a notification only */
 };
+/* registry.source: where the registry is read from (SPEC A1). */
+enum conf_registry_source {
+	CONF_REG_STORE,		/* the store (registry.store) */
+	CONF_REG_LDAP,		/* an LDAP directory, read only */
+};
 enum conf_tls_policy {
 	CONF_TLS_NONE,		/* never STARTTLS */
 	CONF_TLS_MAY,		/* STARTTLS when offered, no verification */
@@ -157,6 +162,18 @@ struct mr_config {
 	char		*pop3_proxy_notify_secret;
 	struct conf_list pop3_proxy_notify_allow;
 	char		*pop3_proxy_http_listen;
+
+	/* [registry] */
+	char		*registry_store;	/* "": store.path */
+	char		*registry_key_file;
+	long long	 registry_pbkdf2_iterations;
+	long long	 registry_workers;
+	int		 registry_source;	/* enum conf_registry_source */
+	char		*registry_ldap_uri;
+	char		*registry_ldap_base_dn;
+	char		*registry_ldap_bind_dn;
+	char		*registry_ldap_bind_password_file;
+	long long	 registry_ldap_timeout;
 };
 
 void conf_init(struct mr_config *cfg);

@@ -30,6 +30,7 @@ static const char *const conf_backend_tls[] = {
 static const char *const conf_tls_policies[] = {
 	"none", "may", "encrypt", "verify", NULL,
 };
+static const char *const conf_registry_sources[] = { "store", "ldap", NULL };
 const struct conf_param conf_params[] = {
 	/* [general] */
 	{ "general", "hostname", CONF_STRING, "", 0, 0, NULL,
@@ -389,6 +390,55 @@ const struct conf_param conf_params[] = {
 	  "Address of the HTTP endpoint: /metrics (Prometheus text) and "
 	  "new-mail notifications from Dovecot's push_notification plugin "
 	  "(OX driver, PUT with JSON); empty: off." },
+
+	/* [registry] */
+	{ "registry", "store", CONF_STRING, "", 0, 0, NULL,
+	  OFF(registry_store),
+	  "The store that holds the registry (users of the aggregating POP3 "
+	  "proxy and their backend accounts); empty: store.path." },
+	{ "registry", "key_file", CONF_STRING,
+	  "/etc/mailroom/registry.key", 0, 0, NULL, OFF(registry_key_file),
+	  "Key file of the registry: 32 random bytes, mode 0600, kept apart "
+	  "from the store. Backend and APOP secrets are sealed with it "
+	  "(AES-256-GCM); `mailroom registry` makes it when a new registry "
+	  "has none. A lost key file loses the secrets." },
+	{ "registry", "pbkdf2_iterations", CONF_INT, "50000", 1000, 10000000,
+	  NULL, OFF(registry_pbkdf2_iterations),
+	  "PBKDF2-HMAC-SHA256 iterations of the login password verifiers "
+	  "made from now on (those made before keep theirs)." },
+	{ "registry", "workers", CONF_INT, "2", 1, 16, NULL,
+	  OFF(registry_workers),
+	  "Threads that check logins against the registry (the verifier is "
+	  "slow on purpose), each with its own connection to the store." },
+	{ "registry", "source", CONF_ENUM, "store", 0, 0,
+	  conf_registry_sources, OFF(registry_source),
+	  "Where the registry is read from: store, or ldap (a directory "
+	  "with mailroom's schema, docs/REGISTRY.md; read only: it is "
+	  "changed with the directory's own tools, and `mailroom registry` "
+	  "only lists it). Sealed values in either are opened with "
+	  "registry.key_file." },
+	{ "registry", "ldap_uri", CONF_STRING, "", 0, 0, NULL,
+	  OFF(registry_ldap_uri),
+	  "The directory, as ldap://HOST:PORT or ldaps://HOST:PORT (TLS "
+	  "from the first byte, the server's certificate checked against "
+	  "the CAs of ldap.conf(5)). Required with source = ldap." },
+	{ "registry", "ldap_base_dn", CONF_STRING, "", 0, 0, NULL,
+	  OFF(registry_ldap_base_dn),
+	  "Where users are searched for (the whole subtree), e.g. "
+	  "ou=people,dc=example,dc=com. Required with source = ldap." },
+	{ "registry", "ldap_bind_dn", CONF_STRING, "", 0, 0, NULL,
+	  OFF(registry_ldap_bind_dn),
+	  "The DN mailroom binds as to search; it must be able to read the "
+	  "sealed attributes and mailroomVerifier. Empty: anonymous." },
+	{ "registry", "ldap_bind_password_file", CONF_STRING, "", 0, 0, NULL,
+	  OFF(registry_ldap_bind_password_file),
+	  "File whose first line is ldap_bind_dn's password (never the "
+	  "password itself in the configuration); refused if others may "
+	  "read it." },
+	{ "registry", "ldap_timeout", CONF_DURATION, "10s", 100, 5 * MIN,
+	  NULL, OFF(registry_ldap_timeout),
+	  "Longest wait for the directory: to connect, and for each bind "
+	  "or search; the directory is also asked to stop a search then." },
 };
 
 const size_t conf_nparams = sizeof(conf_params) / sizeof(conf_params[0]);

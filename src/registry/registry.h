@@ -37,6 +37,7 @@
 #include "core/mr_buf.h"
 
 struct event_base;
+struct mr_config;
 struct registry;
 
 /* How the proxy reaches a backend POP3 server. */
@@ -68,6 +69,12 @@ struct reg_user {
 void reg_user_release(struct reg_user *u);
 void reg_account_release(struct reg_account *a);
 
+/*
+ * registry_valid_name - whether name may name a user: 1 to 255 bytes of
+ * printable ASCII without white space (a POP3 USER argument).
+ */
+bool registry_valid_name(const char *name);
+
 /* reg_tls_name / reg_tls_parse - "none", "stls", "pop3s". */
 const char *reg_tls_name(int tls);
 int reg_tls_parse(const char *text);	/* -1 when unknown */
@@ -89,18 +96,38 @@ bool reg_verifier_check(const char *verifier, const char *password,
  * secrets sealed with the key in key_file.  create: make the store and
  * the key file (0600, 32 random bytes) when missing (what `mailroom
  * registry` does); otherwise a missing key file, or one that others can
- * read, is an error.  registry_open_ldap - the directory at uri
+ * read, is an error.  *code_r (may be NULL) says why it failed: -ENOENT
+ * (no store, or no key file), -ENOKEY (a key file refused: readable by
+ * others, of the wrong size, or not the one the store's secrets were
+ * sealed with), -EACCES (the store cannot be read or written), -EBUSY
+ * (locked), -EIO.  registry_open_ldap - the directory at uri
  * ("ldap://host:port"), searched under base_dn, bound as bind_dn with
  * bind_pw (both may be NULL: anonymous), secrets sealed with key_file.
  * NULL with a sentence in err.
  */
 struct registry *registry_open_store(const char *path, const char *key_file,
-    bool create, struct mr_buf *err);
+    bool create, struct mr_buf *err, int *code_r);
 struct registry *registry_open_ldap(const char *uri, const char *base_dn,
     const char *bind_dn, const char *bind_pw, const char *key_file,
     struct mr_buf *err);
+/*
+ * registry_open_ldap_conf - registry_open_ldap() as cfg's registry.*
+ * keys say: ldap_uri, ldap_base_dn, ldap_bind_dn, its password from the
+ * first line of ldap_bind_password_file (refused when others may read
+ * the file), ldap_timeout, key_file.  NULL with a sentence in err.
+ */
+struct registry *registry_open_ldap_conf(const struct mr_config *cfg,
+    struct mr_buf *err);
 void registry_close(struct registry **rp);
 const char *registry_error(const struct registry *r);
+/*
+ * registry_tune - how many worker threads registry_login_async() starts
+ * (0: leave it; default 2; at most 16; before the first login only), and
+ * the PBKDF2 iterations of the verifiers that user_add and user_change
+ * make (0: leave it; default REG_PBKDF2_ITER).
+ */
+void registry_tune(struct registry *r, unsigned workers,
+    unsigned pbkdf2_iter);
 
 /* Lookups (blocking).  *out is filled in, accounts included. */
 int registry_user_get(struct registry *r, const char *name,
@@ -121,7 +148,9 @@ int registry_user_change(struct registry *r, const char *name,
 int registry_user_remove(struct registry *r, const char *name);
 typedef int reg_user_cb(void *arg, const struct reg_user *u);
 /* registry_user_list - cb for every user in name order, accounts filled
- * in, secrets NOT unsealed (secret and apop_secret NULL). */
+ * in, secrets NOT unsealed: apop_secret and each secret hold the sealed
+ * text, or NULL when there is none (so "has an APOP secret" shows); *u is
+ * borrowed for the call.  A value cb returns ends the listing. */
 int registry_user_list(struct registry *r, reg_user_cb *cb, void *arg);
 int registry_account_add(struct registry *r, struct reg_account *a);
 int registry_account_change(struct registry *r, const struct reg_account *a);
@@ -133,11 +162,17 @@ int registry_account_remove(struct registry *r, int64_t id);
  * password (kind REG_LOGIN_PASS: against the verifier) or an APOP digest
  * (REG_LOGIN_APOP: the 32 lower-case hex digits of MD5(timestamp secret),
  * RFC 1939 section 7); then cb(arg, status, user) runs on base's loop,
- * with status 0 and *user (the callee's to release) or -EACCES/-EIO and
- * NULL.  Unknown users cost as much time as known ones.  The inputs are
- * copied (and wiped after use).  The returned ticket can be cancelled
- * until cb has run: registry_login_cancel() guarantees cb is not called.
- * NULL when the request could not be queued (err says why).
+ * with status 0 and *user, secrets in clear, or -EACCES/-EIO and NULL.
+ * *user is the registry's until cb returns: cb may take fields (setting
+ * them to NULL) or move the whole struct out (then memset it to 0); what
+ * is left is released after cb.  Unknown users cost as much time as
+ * known ones.  The inputs are copied (and wiped after use).  The returned
+ * ticket can be cancelled until cb has run: registry_login_cancel()
+ * guarantees cb is not called.  NULL when the request could not be
+ * queued (err says why).  Calls come from one loop thread at a time;
+ * cb may queue or cancel logins but not close the registry.
+ * registry_close() ends the workers (after the login each one runs) and
+ * must come before event_base_free() of a base that logins used.
  */
 enum reg_login_kind { REG_LOGIN_PASS, REG_LOGIN_APOP };
 struct reg_login {

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "core/mr_buf.h"
 #include "core/xalloc.h"
 #include "store/store.h"
@@ -129,6 +131,39 @@ store_account_release(struct store_account *a)
 	if (a == NULL)
 		return;
 	free(a->name);
+	memset(a, 0, sizeof(*a));
+}
+
+/* store_wipe_free - zero a string's bytes, then free it. */
+static void
+store_wipe_free(char *str)
+{
+	if (str == NULL)
+		return;
+	OPENSSL_cleanse(str, strlen(str));
+	free(str);
+}
+
+void
+store_reg_user_release(struct store_reg_user *u)
+{
+	if (u == NULL)
+		return;
+	free(u->name);
+	store_wipe_free(u->verifier);
+	store_wipe_free(u->apop);
+	memset(u, 0, sizeof(*u));
+}
+
+void
+store_reg_account_release(struct store_reg_account *a)
+{
+	if (a == NULL)
+		return;
+	free(a->user);
+	free(a->host);
+	free(a->login);
+	store_wipe_free(a->secret);
 	memset(a, 0, sizeof(*a));
 }
 

@@ -123,11 +123,39 @@ struct store_quota {
 	unsigned	warn_pct;
 };
 
+/*
+ * The registry (SPEC A1; src/registry/): users of the aggregating POP3
+ * proxy and their backend accounts.  Secrets arrive sealed (the text of
+ * src/registry/seal.h) or as verifiers: the store never holds one in
+ * clear and never opens one.
+ */
+struct store_reg_user {
+	char		*name;		/* unique */
+	char		*verifier;	/* "$pbkdf2-sha256$..." */
+	char		*apop;		/* sealed APOP secret; NULL: none */
+};
+
+struct store_reg_account {
+	int64_t		 id;		/* set by reg_account_add; never
+					 * reused */
+	char		*user;		/* the owning user's name */
+	char		*host;
+	unsigned	 port;		/* 1..65535 */
+	int		 tls;		/* 0..2: enum reg_tls */
+	char		*login;
+	char		*secret;	/* sealed; NULL only between
+					 * reg_account_add and the update
+					 * that seals it, in one transaction */
+};
+
 typedef int store_campaign_cb(void *arg, const struct store_campaign *c);
 /* A chunk's visit state, as chunk_save was given it (len > 0). */
 typedef int store_visits_cb(void *arg, uint32_t chunk, const uint8_t *v,
     size_t len);
 typedef int store_account_cb(void *arg, const struct store_account *a);
+typedef int store_reg_user_cb(void *arg, const struct store_reg_user *u);
+typedef int store_reg_account_cb(void *arg,
+    const struct store_reg_account *a);
 
 enum store_open_flags {
 	STORE_CREATE = 1 << 0,		/* make the file if it is missing */
@@ -234,6 +262,39 @@ struct store_ops {
 	int	(*quota_release)(struct store *s, int64_t campaign);
 	int	(*quota_get)(struct store *s, const char *account, int64_t now,
 		    struct store_quota *q_r);
+
+	/*
+	 * The registry.  reg_user_update and reg_account_update replace
+	 * every field but the key (name; id and user), so a change is
+	 * get, edit, update in one transaction.  Removing a user removes
+	 * its accounts.  reg_account_add of a user that does not exist is
+	 * -ENOENT.  reg_account_list - user's accounts, or everyone's
+	 * (user NULL), by user then id.  reg_meta - small named values of
+	 * the registry (the key file check), put replaces.
+	 */
+	int	(*reg_user_add)(struct store *s,
+		    const struct store_reg_user *u);
+	int	(*reg_user_get)(struct store *s, const char *name,
+		    struct store_reg_user *out);
+	int	(*reg_user_update)(struct store *s,
+		    const struct store_reg_user *u);
+	int	(*reg_user_remove)(struct store *s, const char *name);
+	int	(*reg_user_list)(struct store *s, store_reg_user_cb *cb,
+		    void *arg);
+	int	(*reg_account_add)(struct store *s,
+		    struct store_reg_account *a);
+	int	(*reg_account_get)(struct store *s, int64_t id,
+		    struct store_reg_account *out);
+	int	(*reg_account_update)(struct store *s,
+		    const struct store_reg_account *a);
+	int	(*reg_account_remove)(struct store *s, int64_t id);
+	int	(*reg_account_list)(struct store *s, const char *user,
+		    store_reg_account_cb *cb, void *arg);
+	/* reg_meta_get - *value_r owned by the caller; -ENOENT: none. */
+	int	(*reg_meta_get)(struct store *s, const char *name,
+		    char **value_r);
+	int	(*reg_meta_put)(struct store *s, const char *name,
+		    const char *value);
 };
 
 struct store {
@@ -256,6 +317,9 @@ const char *store_error(const struct store *s);
 
 void store_campaign_release(struct store_campaign *c);
 void store_account_release(struct store_account *a);
+/* The registry's: they wipe the verifier and the sealed values too. */
+void store_reg_user_release(struct store_reg_user *u);
+void store_reg_account_release(struct store_reg_account *a);
 
 const char *store_stage_name(int stage);
 /*

@@ -17,7 +17,7 @@
  * the application id that marks a file as a mailroom store (both in the
  * database header: PRAGMA user_version and PRAGMA application_id).
  */
-#define STORE_SQLITE_SCHEMA_VERSION	1
+#define STORE_SQLITE_SCHEMA_VERSION	2
 #define STORE_SQLITE_APPLICATION_ID	0x4d526d31	/* "MRm1" */
 
 /*

@@ -140,6 +140,34 @@ static const char *const store_sqlite_migrations[] = {
 	/* The sum of an account's reservations in a period. */
 	"CREATE INDEX quota_reservations_account"
 	"  ON quota_reservations (account, period_start);",
+	/*
+	 * 1 -> 2: the registry (SPEC A1): users of the POP3 proxy and their
+	 * backend accounts.  Secrets are sealed (src/registry/seal.h) or
+	 * verifiers; tls is enum reg_tls.  registry_meta holds the key
+	 * file check.
+	 */
+	"CREATE TABLE registry_users ("
+	"  name TEXT PRIMARY KEY NOT NULL,"
+	"  verifier TEXT NOT NULL,"
+	"  apop TEXT"			/* NULL: no APOP secret */
+	");"
+	"CREATE TABLE registry_accounts ("
+	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"	/* ids never reused:
+							 * part of the AAD */
+	"  user_name TEXT NOT NULL"
+	"    REFERENCES registry_users (name) ON DELETE CASCADE,"
+	"  host TEXT NOT NULL,"
+	"  port INTEGER NOT NULL CHECK (port BETWEEN 1 AND 65535),"
+	"  tls INTEGER NOT NULL CHECK (tls BETWEEN 0 AND 2),"
+	"  login TEXT NOT NULL,"
+	"  secret TEXT"		/* NULL only inside reg_account_add's txn */
+	");"
+	"CREATE INDEX registry_accounts_user"
+	"  ON registry_accounts (user_name, id);"
+	"CREATE TABLE registry_meta ("
+	"  name TEXT PRIMARY KEY NOT NULL,"
+	"  value TEXT NOT NULL"
+	") WITHOUT ROWID;",
 };
 
 _Static_assert(sizeof(store_sqlite_migrations) /
@@ -158,6 +186,10 @@ _Static_assert(sizeof(store_sqlite_migrations) /
 	"nrecipients, chunk_size, nchunks, list_rows, rejected, "	\
 	"duplicates, delivered, bounced, deferrals, inflight_at_crash, " \
 	"generation, owner, lease_until, summary"
+
+/* The registry's account columns, in the order of its struct. */
+#define STORE_SQLITE_REG_ACCT_COLS					\
+	"id, user_name, host, port, tls, login, secret"
 
 /* The prepared statements, one per use. */
 enum store_sqlite_st {
@@ -196,6 +228,19 @@ enum store_sqlite_st {
 	STORE_SQLITE_QUOTA_RES_TAKE,
 	STORE_SQLITE_QUOTA_USE,
 	STORE_SQLITE_QUOTA_RELEASE,
+	STORE_SQLITE_REG_USER_ADD,
+	STORE_SQLITE_REG_USER_GET,
+	STORE_SQLITE_REG_USER_UPDATE,
+	STORE_SQLITE_REG_USER_REMOVE,
+	STORE_SQLITE_REG_USER_LIST,
+	STORE_SQLITE_REG_ACCT_ADD,
+	STORE_SQLITE_REG_ACCT_GET,
+	STORE_SQLITE_REG_ACCT_UPDATE,
+	STORE_SQLITE_REG_ACCT_REMOVE,
+	STORE_SQLITE_REG_ACCT_OF,
+	STORE_SQLITE_REG_ACCT_LIST,
+	STORE_SQLITE_REG_META_GET,
+	STORE_SQLITE_REG_META_PUT,
 	STORE_SQLITE_NST
 };
 
@@ -303,6 +348,40 @@ static const char *const store_sqlite_sql[STORE_SQLITE_NST] = {
 	    "DO UPDATE SET used = used + excluded.used",
 	[STORE_SQLITE_QUOTA_RELEASE] =
 	    "DELETE FROM quota_reservations WHERE campaign = ?1",
+	[STORE_SQLITE_REG_USER_ADD] =
+	    "INSERT INTO registry_users (name, verifier, apop) "
+	    "VALUES (?1, ?2, ?3)",
+	[STORE_SQLITE_REG_USER_GET] =
+	    "SELECT name, verifier, apop FROM registry_users WHERE name = ?1",
+	[STORE_SQLITE_REG_USER_UPDATE] =
+	    "UPDATE registry_users SET verifier = ?2, apop = ?3 "
+	    "WHERE name = ?1",
+	[STORE_SQLITE_REG_USER_REMOVE] =
+	    "DELETE FROM registry_users WHERE name = ?1",
+	[STORE_SQLITE_REG_USER_LIST] =
+	    "SELECT name, verifier, apop FROM registry_users ORDER BY name",
+	[STORE_SQLITE_REG_ACCT_ADD] =
+	    "INSERT INTO registry_accounts (" STORE_SQLITE_REG_ACCT_COLS ") "
+	    "VALUES (NULL, ?2, ?3, ?4, ?5, ?6, ?7)",
+	[STORE_SQLITE_REG_ACCT_GET] =
+	    "SELECT " STORE_SQLITE_REG_ACCT_COLS " FROM registry_accounts "
+	    "WHERE id = ?1",
+	[STORE_SQLITE_REG_ACCT_UPDATE] =
+	    "UPDATE registry_accounts SET host = ?3, port = ?4, tls = ?5, "
+	    "login = ?6, secret = ?7 WHERE id = ?1",
+	[STORE_SQLITE_REG_ACCT_REMOVE] =
+	    "DELETE FROM registry_accounts WHERE id = ?1",
+	[STORE_SQLITE_REG_ACCT_OF] =
+	    "SELECT " STORE_SQLITE_REG_ACCT_COLS " FROM registry_accounts "
+	    "WHERE user_name = ?1 ORDER BY id",
+	[STORE_SQLITE_REG_ACCT_LIST] =
+	    "SELECT " STORE_SQLITE_REG_ACCT_COLS " FROM registry_accounts "
+	    "ORDER BY user_name, id",
+	[STORE_SQLITE_REG_META_GET] =
+	    "SELECT value FROM registry_meta WHERE name = ?1",
+	[STORE_SQLITE_REG_META_PUT] =
+	    "INSERT INTO registry_meta (name, value) VALUES (?1, ?2) "
+	    "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
 };
 
 struct store_sqlite {
@@ -1748,6 +1827,328 @@ store_sqlite_quota_get(struct store *s, const char *account, int64_t now,
 	return store_sqlite_op_end(ss, "quota_get", txn, rc);
 }
 
+/* The registry. */
+
+/* store_sqlite_reg_name - a user name must be non-empty text. */
+static int
+store_sqlite_reg_name(struct store *s, const char *op, const char *name)
+{
+	if (name == NULL || *name == '\0')
+		return store_fail(s, -EINVAL, "store %s: %s: no user name "
+		    "given", s->path, op);
+	return 0;
+}
+
+static void
+store_sqlite_read_reg_user(sqlite3_stmt *st, struct store_reg_user *u)
+{
+	u->name = store_sqlite_col_str(st, 0);
+	u->verifier = store_sqlite_col_str(st, 1);
+	u->apop = store_sqlite_col_str(st, 2);
+}
+
+static void
+store_sqlite_read_reg_account(sqlite3_stmt *st, struct store_reg_account *a)
+{
+	a->id = sqlite3_column_int64(st, 0);
+	a->user = store_sqlite_col_str(st, 1);
+	a->host = store_sqlite_col_str(st, 2);
+	a->port = (unsigned)sqlite3_column_int(st, 3);
+	a->tls = sqlite3_column_int(st, 4);
+	a->login = store_sqlite_col_str(st, 5);
+	a->secret = store_sqlite_col_str(st, 6);
+}
+
+/* store_sqlite_check_reg_account - the fields the schema checks, first. */
+static int
+store_sqlite_check_reg_account(struct store *s, const char *op,
+    const struct store_reg_account *a)
+{
+	if (a->host == NULL || *a->host == '\0' || a->login == NULL ||
+	    *a->login == '\0')
+		return store_fail(s, -EINVAL, "store %s: %s: an account needs "
+		    "a host and a login", s->path, op);
+	if (a->port < 1 || a->port > 65535)
+		return store_fail(s, -EINVAL, "store %s: %s: port %u is not "
+		    "1..65535", s->path, op, a->port);
+	if (a->tls < 0 || a->tls > 2)
+		return store_fail(s, -EINVAL, "store %s: %s: no TLS mode %d",
+		    s->path, op, a->tls);
+	return 0;
+}
+
+static int
+store_sqlite_reg_user_add(struct store *s, const struct store_reg_user *u)
+{
+	struct store_sqlite *ss = store_sqlite_enter(s);
+	sqlite3_stmt *st = ss->st[STORE_SQLITE_REG_USER_ADD];
+	int rc;
+
+	if ((rc = store_sqlite_reg_name(s, "reg_user_add", u->name)) != 0)
+		return rc;
+	if (u->verifier == NULL || *u->verifier == '\0')
+		return store_fail(s, -EINVAL, "store %s: reg_user_add: user %s "
+		    "needs a verifier", s->path, u->name);
+	sqlite3_bind_text(st, 1, u->name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, u->verifier, -1, SQLITE_STATIC);
+	store_sqlite_bind_str(st, 3, u->apop);
+	rc = store_sqlite_run(ss, st, "reg_user_add");
+	if (rc == -EEXIST)
+		return store_fail(s, rc, "store %s: user %s exists already",
+		    s->path, u->name);
+	return rc;
+}
+
+static int
+store_sqlite_reg_user_get(struct store *s, const char *name,
+    struct store_reg_user *out)
+{
+	struct store_sqlite *ss = store_sqlite_enter(s);
+	sqlite3_stmt *st = ss->st[STORE_SQLITE_REG_USER_GET];
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		store_sqlite_read_reg_user(st, out);
+		rc = 0;
+	} else if (rc == SQLITE_DONE) {
+		rc = store_fail(s, -ENOENT, "store %s: no user %s", s->path,
+		    name);
+	} else {
+		rc = store_sqlite_err(ss, "reg_user_get", rc);
+	}
+	store_sqlite_reset(st);
+	return rc;
+}
+
+static int
+store_sqlite_reg_user_update(struct store *s, const struct store_reg_user *u)
+{
+	struct store_sqlite *ss = store_sqlite_enter(s);
+	sqlite3_stmt *st = ss->st[STORE_SQLITE_REG_USER_UPDATE];
+	int rc;
+
+	if (u->verifier == NULL || *u->verifier == '\0')
+		return store_fail(s, -EINVAL, "store %s: reg_user_update: "
+		    "user %s needs a verifier", s->path, u->name);
+	sqlite3_bind_text(st, 1, u->name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, u->verifier, -1, SQLITE_STATIC);
+	store_sqlite_bind_str(st, 3, u->apop);
+	if ((rc = store_sqlite_run(ss, st, "reg_user_update")) != 0)
+		return rc;
+	if (sqlite3_changes(ss->db) == 0)
+		return store_fail(s, -ENOENT, "store %s: no user %s", s->path,
+		    u->name);
+	return 0;
+}
+
+static int
+store_sqlite_reg_user_remove(struct store *s, const char *name)
+{
+	struct store_sqlite *ss = store_sqlite_enter(s);
+	sqlite3_stmt *st = ss->st[STORE_SQLITE_REG_USER_REMOVE];
+	int rc;
+
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	if ((rc = store_sqlite_run(ss, st, "reg_user_remove")) != 0)
+		return rc;
+	if (sqlite3_changes(ss->db) == 0)
+		return store_fail(s, -ENOENT, "store %s: no user %s", s->path,
+		    name);
+	return 0;
+}
+
+struct store_sqlite_reg_list {
+	store_reg_user_cb	*user;
+	store_reg_account_cb	*acct;
+	void			*arg;
+};
+
+static int
+store_sqlite_reg_user_row(sqlite3_stmt *st, void *arg)
+{
+	struct store_sqlite_reg_list *l = arg;
+	struct store_reg_user u;
+	int rc;
+
+	store_sqlite_read_reg_user(st, &u);
+	rc = l->user(l->arg, &u);
+	store_reg_user_release(&u);
+	return rc;
+}
+
+static int
+store_sqlite_reg_user_list(struct store *s, store_reg_user_cb *cb, void *arg)
+{
+	struct store_sqlite *ss = store_sqlite_enter(s);
+	struct store_sqlite_reg_list l = { .user = cb, .arg = arg };
+
+	return store_sqlite_rows(ss, ss->st[STORE_SQLITE_REG_USER_LIST],
+	    "reg_user_list", store_sqlite_reg_user_row, &l);
+}
+
+static int
+store_sqlite_reg_account_add(struct store *s, struct store_reg_account *a)
+{
+	struct store_sqlite *ss = store_sqlite_enter(s);
+	sqlite3_stmt *st = ss->st[STORE_SQLITE_REG_ACCT_ADD];
+	int rc;
+
+	if ((rc = store_sqlite_reg_name(s, "reg_account_add", a->user)) != 0 ||
+	    (rc = store_sqlite_check_reg_account(s, "reg_account_add",
+	    a)) != 0)
+		return rc;
+	sqlite3_bind_text(st, 2, a->user, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, a->host, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 4, (int)a->port);
+	sqlite3_bind_int(st, 5, a->tls);
+	sqlite3_bind_text(st, 6, a->login, -1, SQLITE_STATIC);
+	store_sqlite_bind_str(st, 7, a->secret);
+	rc = store_sqlite_run(ss, st, "reg_account_add");
+	if (rc == -ENOENT)	/* the foreign key: no such user */
+		return store_fail(s, rc, "store %s: no user %s", s->path,
+		    a->user);
+	if (rc == 0)
+		a->id = sqlite3_last_insert_rowid(ss->db);
+	return rc;
+}
+
+static int
+store_sqlite_reg_account_get(struct store *s, int64_t id,
+    struct store_reg_account *out)
+{
+	struct store_sqlite *ss = store_sqlite_enter(s);
+	sqlite3_stmt *st = ss->st[STORE_SQLITE_REG_ACCT_GET];
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	sqlite3_bind_int64(st, 1, id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		store_sqlite_read_reg_account(st, out);
+		rc = 0;
+	} else if (rc == SQLITE_DONE) {
+		rc = store_fail(s, -ENOENT, "store %s: no account %" PRId64,
+		    s->path, id);
+	} else {
+		rc = store_sqlite_err(ss, "reg_account_get", rc);
+	}
+	store_sqlite_reset(st);
+	return rc;
+}
+
+static int
+store_sqlite_reg_account_update(struct store *s,
+    const struct store_reg_account *a)
+{
+	struct store_sqlite *ss = store_sqlite_enter(s);
+	sqlite3_stmt *st = ss->st[STORE_SQLITE_REG_ACCT_UPDATE];
+	int rc;
+
+	if ((rc = store_sqlite_check_reg_account(s, "reg_account_update",
+	    a)) != 0)
+		return rc;
+	if (a->secret == NULL)
+		return store_fail(s, -EINVAL, "store %s: reg_account_update: "
+		    "account %" PRId64 " needs a secret", s->path, a->id);
+	sqlite3_bind_int64(st, 1, a->id);
+	sqlite3_bind_text(st, 3, a->host, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 4, (int)a->port);
+	sqlite3_bind_int(st, 5, a->tls);
+	sqlite3_bind_text(st, 6, a->login, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 7, a->secret, -1, SQLITE_STATIC);
+	if ((rc = store_sqlite_run(ss, st, "reg_account_update")) != 0)
+		return rc;
+	if (sqlite3_changes(ss->db) == 0)
+		return store_fail(s, -ENOENT, "store %s: no account %" PRId64,
+		    s->path, a->id);
+	return 0;
+}
+
+static int
+store_sqlite_reg_account_remove(struct store *s, int64_t id)
+{
+	struct store_sqlite *ss = store_sqlite_enter(s);
+	sqlite3_stmt *st = ss->st[STORE_SQLITE_REG_ACCT_REMOVE];
+	int rc;
+
+	sqlite3_bind_int64(st, 1, id);
+	if ((rc = store_sqlite_run(ss, st, "reg_account_remove")) != 0)
+		return rc;
+	if (sqlite3_changes(ss->db) == 0)
+		return store_fail(s, -ENOENT, "store %s: no account %" PRId64,
+		    s->path, id);
+	return 0;
+}
+
+static int
+store_sqlite_reg_account_row(sqlite3_stmt *st, void *arg)
+{
+	struct store_sqlite_reg_list *l = arg;
+	struct store_reg_account a;
+	int rc;
+
+	store_sqlite_read_reg_account(st, &a);
+	rc = l->acct(l->arg, &a);
+	store_reg_account_release(&a);
+	return rc;
+}
+
+static int
+store_sqlite_reg_account_list(struct store *s, const char *user,
+    store_reg_account_cb *cb, void *arg)
+{
+	struct store_sqlite *ss = store_sqlite_enter(s);
+	struct store_sqlite_reg_list l = { .acct = cb, .arg = arg };
+	sqlite3_stmt *st;
+
+	if (user != NULL) {
+		st = ss->st[STORE_SQLITE_REG_ACCT_OF];
+		sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC);
+	} else {
+		st = ss->st[STORE_SQLITE_REG_ACCT_LIST];
+	}
+	return store_sqlite_rows(ss, st, "reg_account_list",
+	    store_sqlite_reg_account_row, &l);
+}
+
+static int
+store_sqlite_reg_meta_get(struct store *s, const char *name, char **value_r)
+{
+	struct store_sqlite *ss = store_sqlite_enter(s);
+	sqlite3_stmt *st = ss->st[STORE_SQLITE_REG_META_GET];
+	int rc;
+
+	*value_r = NULL;
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*value_r = store_sqlite_col_str(st, 0);
+		rc = 0;
+	} else if (rc == SQLITE_DONE) {
+		rc = store_fail(s, -ENOENT, "store %s: no registry value %s",
+		    s->path, name);
+	} else {
+		rc = store_sqlite_err(ss, "reg_meta_get", rc);
+	}
+	store_sqlite_reset(st);
+	return rc;
+}
+
+static int
+store_sqlite_reg_meta_put(struct store *s, const char *name,
+    const char *value)
+{
+	struct store_sqlite *ss = store_sqlite_enter(s);
+	sqlite3_stmt *st = ss->st[STORE_SQLITE_REG_META_PUT];
+
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
+	return store_sqlite_run(ss, st, "reg_meta_put");
+}
+
 int
 store_sqlite_test_sql(struct store *s, const char *sql, char *buf,
     size_t size)
@@ -1799,4 +2200,16 @@ static const struct store_ops store_sqlite_ops = {
 	.quota_consume = store_sqlite_quota_consume,
 	.quota_release = store_sqlite_quota_release,
 	.quota_get = store_sqlite_quota_get,
+	.reg_user_add = store_sqlite_reg_user_add,
+	.reg_user_get = store_sqlite_reg_user_get,
+	.reg_user_update = store_sqlite_reg_user_update,
+	.reg_user_remove = store_sqlite_reg_user_remove,
+	.reg_user_list = store_sqlite_reg_user_list,
+	.reg_account_add = store_sqlite_reg_account_add,
+	.reg_account_get = store_sqlite_reg_account_get,
+	.reg_account_update = store_sqlite_reg_account_update,
+	.reg_account_remove = store_sqlite_reg_account_remove,
+	.reg_account_list = store_sqlite_reg_account_list,
+	.reg_meta_get = store_sqlite_reg_meta_get,
+	.reg_meta_put = store_sqlite_reg_meta_put,
 };

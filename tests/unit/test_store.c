@@ -1284,11 +1284,13 @@ test_settings(void **state)
 		{ "SELECT group_concat(name, ',') FROM (SELECT name FROM "
 		  "sqlite_master WHERE type = 'table' ORDER BY name)",
 		  "accounts,campaigns,chunks,journal_marks,quota_reservations,"
-		  "quota_usage,sqlite_sequence" },
+		  "quota_usage,registry_accounts,registry_meta,registry_users,"
+		  "sqlite_sequence" },
 		{ "SELECT group_concat(name, ',') FROM (SELECT name FROM "
 		  "sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
 		  "ORDER BY name)",
-		  "campaigns_due,quota_reservations_account" },
+		  "campaigns_due,quota_reservations_account,"
+		  "registry_accounts_user" },
 	};
 	struct t_fx *fx = *state;
 	size_t i;
