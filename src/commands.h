@@ -11,8 +11,8 @@ int resolve_cmd(int argc, char **argv);		/* dns/resolve_cmd.c */
 int config_cmd(int argc, char **argv);		/* conf/config_cmd.c */
 int daemon_cmd(int argc, char **argv);		/* delivery/daemon_cmd.c */
 int campaign_cmd(int argc, char **argv);	/* delivery/campaign_cmd.c */
-int account_cmd(int argc, char **argv);
+int account_cmd(int argc, char **argv);		/* delivery/account_cmd.c */
 int registry_cmd(int argc, char **argv);	/* registry/registry_cmd.c */
-int pop3_proxy_cmd(int argc, char **argv);	/* pop3edge/pop3_proxy_cmd.c */		/* delivery/account_cmd.c */
+int pop3_proxy_cmd(int argc, char **argv);	/* pop3edge/pop3_proxy_cmd.c */
 
 #endif

@@ -155,6 +155,9 @@ struct mr_config {
 	long long	 pop3_proxy_max_users;
 	long long	 pop3_proxy_max_sessions;
 	long long	 pop3_proxy_max_auth_failures;
+	bool		 pop3_proxy_aggregate;
+	long long	 pop3_proxy_auth_delay;
+	char		*pop3_proxy_accounting_file;
 	bool		 pop3_proxy_xclient;
 	long long	 pop3_proxy_gc_interval;
 	long long	 pop3_proxy_stats_interval;

@@ -360,6 +360,21 @@ const struct conf_param conf_params[] = {
 	{ "pop3_proxy", "max_auth_failures", CONF_INT, "3", 1, 100, NULL,
 	  OFF(pop3_proxy_max_auth_failures),
 	  "Failed logins on one connection before it is closed." },
+	{ "pop3_proxy", "aggregate", CONF_BOOL, "no", 0, 0, NULL,
+	  OFF(pop3_proxy_aggregate),
+	  "Aggregate instead of attenuating (--aggregate): users log in "
+	  "against the registry ([registry]) and see one mailbox made of all "
+	  "their backend accounts." },
+	{ "pop3_proxy", "auth_delay", CONF_DURATION, "1s", 0, 15 * SEC, NULL,
+	  OFF(pop3_proxy_auth_delay),
+	  "Aggregation: how long the -ERR to a failed login waits; doubled "
+	  "with each further failure from the same client address in 15 "
+	  "minutes, up to 15 s." },
+	{ "pop3_proxy", "accounting_file", CONF_STRING, "", 0, 0, NULL,
+	  OFF(pop3_proxy_accounting_file),
+	  "Aggregation: append one JSON line per session here (user, client, "
+	  "backends reached and failed and why, messages and octets "
+	  "retrieved, deletions asked and applied, duration).  Empty: none." },
 	{ "pop3_proxy", "xclient", CONF_BOOL, "yes", 0, 0, NULL,
 	  OFF(pop3_proxy_xclient),
 	  "Pass the client's address to the backend with XCLIENT when it "

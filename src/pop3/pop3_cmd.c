@@ -4,6 +4,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/evp.h>
+
 #include "pop3/pop3_cmd.h"
 
 /* Argument shapes. */
@@ -188,4 +190,51 @@ pop3_multiline(const struct pop3_cmd *cmd)
 	default:
 		return 0;
 	}
+}
+
+enum pop3_plain
+pop3_sasl_plain(const char *b64, size_t len, unsigned char *buf,
+    size_t bufsize, const char **user, size_t *userl, const char **pw,
+    size_t *pwl)
+{
+	const unsigned char *authz, *authc, *pass, *end;
+	size_t pad = 0, idlen;
+	int n;
+
+	if (len == 1 && b64[0] == '*')
+		return POP3_PLAIN_CANCEL;
+	if (len == 0 || len % 4 != 0 || len / 4 * 3 > bufsize)
+		return POP3_PLAIN_MALFORMED;
+	n = EVP_DecodeBlock(buf, (const unsigned char *)b64, (int)len);
+	if (b64[len - 1] == '=')
+		pad++;
+	if (len >= 2 && b64[len - 2] == '=')
+		pad++;
+	if (n < 0 || (size_t)n < pad)
+		return POP3_PLAIN_MALFORMED;
+	n -= (int)pad;
+	authz = buf;
+	end = buf + n;
+	authc = memchr(authz, '\0', (size_t)(end - authz));
+	pass = authc ? memchr(authc + 1, '\0', (size_t)(end - authc - 1)) :
+	    NULL;
+	if (authc == NULL || pass == NULL)
+		return POP3_PLAIN_MALFORMED;
+	authc++;
+	pass++;
+	idlen = (size_t)(pass - 1 - authc);
+	/* Acting for another identity (authzid) is not offered. */
+	if (authc - 1 != authz && ((size_t)(authc - 1 - authz) != idlen ||
+	    memcmp(authz, authc, idlen) != 0))
+		return POP3_PLAIN_IDENTITY;
+	if (idlen == 0 || idlen > POP3_NAME_MAX || pass == end ||
+	    memchr(authc, '\r', (size_t)(end - authc)) ||
+	    memchr(authc, '\n', (size_t)(end - authc)) ||
+	    memchr(authc, ' ', idlen))
+		return POP3_PLAIN_IDENTITY;
+	*user = (const char *)authc;
+	*userl = idlen;
+	*pw = (const char *)pass;
+	*pwl = (size_t)(end - pass);
+	return POP3_PLAIN_OK;
 }

@@ -65,6 +65,25 @@ enum pop3_parse {
 enum pop3_parse pop3_cmd_parse(const char *line, size_t len,
     struct pop3_cmd *cmd, const char **why_r);
 
+/*
+ * pop3_sasl_plain - decode an AUTH PLAIN response (RFC 4616: base64 of
+ * "authzid NUL authcid NUL password") into buf (bufsize at least
+ * POP3_LINE_MAX).  On POP3_PLAIN_OK the identity (*user, *userl) and the
+ * password point into buf, which the caller wipes after use.  An
+ * authorization identity other than the authentication one, an empty or
+ * over-long (POP3_NAME_MAX) identity with a space, CR or LF in it, or an
+ * empty password is POP3_PLAIN_IDENTITY; "*" is POP3_PLAIN_CANCEL.
+ */
+enum pop3_plain {
+	POP3_PLAIN_OK,
+	POP3_PLAIN_CANCEL,
+	POP3_PLAIN_MALFORMED,
+	POP3_PLAIN_IDENTITY,
+};
+enum pop3_plain pop3_sasl_plain(const char *b64, size_t len,
+    unsigned char *buf, size_t bufsize, const char **user, size_t *userl,
+    const char **pw, size_t *pwl);
+
 /* pop3_verb_name - "USER", "PASS", ... */
 const char *pop3_verb_name(enum pop3_verb v);
 

@@ -1045,62 +1045,34 @@ static void
 sess_auth_plain(struct esess *s, const char *b64, size_t len)
 {
 	unsigned char buf[POP3_LINE_MAX];
-	const unsigned char *authz, *authc, *pw, *end;
-	int n;
-	size_t pad = 0;
+	const char *user, *pw;
+	size_t userl, pwl;
 
-	if (len == 1 && b64[0] == '*') {
+	switch (pop3_sasl_plain(b64, len, buf, sizeof(buf), &user, &userl,
+	    &pw, &pwl)) {
+	case POP3_PLAIN_CANCEL:
 		sess_reply(s, "-ERR authentication cancelled");
 		return;
-	}
-	if (len % 4 != 0 || len > sizeof(buf) / 3 * 4) {
-		s->e->n.logins_refused++;
-		sess_reply(s, "-ERR [AUTH] malformed PLAIN response");
-		return;
-	}
-	n = EVP_DecodeBlock(buf, (const unsigned char *)b64, (int)len);
-	if (len >= 1 && b64[len - 1] == '=')
-		pad++;
-	if (len >= 2 && b64[len - 2] == '=')
-		pad++;
-	if (n < 0 || (size_t)n < pad) {
-		s->e->n.logins_refused++;
-		sess_reply(s, "-ERR [AUTH] malformed PLAIN response");
-		return;
-	}
-	n -= (int)pad;
-	authz = buf;
-	end = buf + n;
-	authc = memchr(authz, '\0', (size_t)(end - authz));
-	pw = authc ? memchr(authc + 1, '\0', (size_t)(end - authc - 1)) :
-	    NULL;
-	if (authc == NULL || pw == NULL) {
+	case POP3_PLAIN_MALFORMED:
 		s->e->n.logins_refused++;
 		OPENSSL_cleanse(buf, sizeof(buf));
 		sess_reply(s, "-ERR [AUTH] malformed PLAIN response");
 		return;
-	}
-	authc++;
-	pw++;
-	if ((authc - 1 != authz && ((size_t)(authc - 1 - authz) !=
-	    (size_t)(pw - 1 - authc) || memcmp(authz, authc,
-	    (size_t)(pw - 1 - authc)) != 0)) || pw - 1 == authc ||
-	    (size_t)(pw - 1 - authc) > UTABLE_NAME_MAX || pw == end ||
-	    memchr(authc, '\r', (size_t)(end - authc)) ||
-	    memchr(authc, '\n', (size_t)(end - authc)) ||
-	    memchr(authc, ' ', (size_t)(pw - 1 - authc))) {
+	case POP3_PLAIN_IDENTITY:
 		s->e->n.logins_refused++;
 		OPENSSL_cleanse(buf, sizeof(buf));
 		sess_reply(s, "-ERR [AUTH] unsupported or empty identity");
 		return;
+	case POP3_PLAIN_OK:
+		break;
 	}
 	/* AUTH starts a login afresh, for the identity it names only. */
 	sess_release_user(s);
 	sess_backend_close(s);
 	s->bs = B_NONE;
 	s->user_sent = false;
-	s->userlen = (size_t)(pw - 1 - authc);
-	memcpy(s->user, authc, s->userlen);
+	s->userlen = userl;
+	memcpy(s->user, user, userl);
 	s->user[s->userlen] = '\0';
 	s->have_user = true;
 	s->opt_out = edge_opted_out(s->e, s->user);
@@ -1109,7 +1081,7 @@ sess_auth_plain(struct esess *s, const char *b64, size_t len)
 
 		(void)sess_take_user(s, &existed);
 	}
-	sess_pass(s, (const char *)pw, (size_t)(end - pw));
+	sess_pass(s, pw, pwl);
 	OPENSSL_cleanse(buf, sizeof(buf));
 }
 

@@ -19,6 +19,8 @@
 #include "core/mr_buf.h"
 #include "core/mr_log.h"
 #include "net/listen.h"
+#include "registry/registry.h"
+#include "pop3agg/agg.h"
 #include "pop3edge/edge.h"
 #include "pop3edge/notify.h"
 
@@ -32,7 +34,11 @@ pop3_proxy_usage(FILE *fp)
 	    "                           [--notify-secret S] "
 	    "[--http-listen ADDR:PORT]\n"
 	    "                           [--config FILE] [-o "
-	    "section.key=value]\n\n"
+	    "section.key=value]\n"
+	    "       mailroom pop3-proxy --aggregate --store FILE --key-file "
+	    "FILE\n"
+	    "                           --listen ADDR:PORT [--config FILE] "
+	    "[-o ...]\n\n"
 	    "Runs the POP3 edge proxy: a user whose mailbox was found empty "
 	    "less than the\ninterval ago is answered \"no mail\" locally; "
 	    "other checks, and every check\nafter a new-mail notification, "
@@ -49,6 +55,14 @@ pop3_proxy_usage(FILE *fp)
 	    "      --notify-secret S        secret notifications must carry\n"
 	    "      --http-listen ADDR:PORT  /metrics and Dovecot push "
 	    "notifications\n"
+	    "      --aggregate              aggregate the user's accounts in "
+	    "the registry\n"
+	    "                               instead (pop3_proxy.aggregate)\n"
+	    "      --store FILE             the registry's store "
+	    "(registry.store)\n"
+	    "      --key-file FILE          the key its secrets are sealed "
+	    "with\n"
+	    "                               (registry.key_file)\n"
 	    "  -c, --config FILE            configuration file (INI)\n"
 	    "  -o, --set K=V                override a parameter "
 	    "(section.key=value)\n"
@@ -150,10 +164,93 @@ pop3_proxy_base(void)
 	return base;
 }
 
+/* pop3_proxy_registry - the registry the configuration names. */
+static struct registry *
+pop3_proxy_registry(const struct mr_config *cfg, struct mr_buf *err)
+{
+	struct registry *reg;
+	const char *store = *cfg->registry_store ? cfg->registry_store :
+	    cfg->store_path;
+
+	if (cfg->registry_source == CONF_REG_LDAP)
+		reg = registry_open_ldap_conf(cfg, err);
+	else if (*cfg->registry_key_file == '\0') {
+		mr_buf_puts(err, "no key file: give --key-file FILE or "
+		    "registry.key_file");
+		return NULL;
+	} else
+		reg = registry_open_store(store, cfg->registry_key_file, false,
+		    err, NULL);
+	if (reg != NULL)
+		registry_tune(reg, (unsigned)cfg->registry_workers, 0);
+	return reg;
+}
+
+static int
+pop3_proxy_aggregate(const struct mr_config *cfg)
+{
+	struct mr_buf err = MR_BUF_INIT;
+	struct event_base *base = NULL;
+	struct event *sigterm, *sigint;
+	struct registry *reg;
+	struct agg *a = NULL;
+	struct agg_service acct;
+	int ex = EX_CONFIG;
+
+	if ((reg = pop3_proxy_registry(cfg, &err)) == NULL)
+		goto out;
+	if ((base = pop3_proxy_base()) == NULL) {
+		mr_buf_puts(&err, "cannot create an event loop");
+		ex = EX_OSERR;
+		goto out;
+	}
+	if ((a = agg_new(base, cfg, reg, &err)) == NULL)
+		goto out;
+	if (*cfg->pop3_proxy_accounting_file != '\0') {
+		if (agg_accounting_service(cfg->pop3_proxy_accounting_file,
+		    &acct, &err) != 0) {
+			ex = EX_CANTCREAT;
+			goto out;
+		}
+		agg_add_service(a, &acct);
+	}
+	if (agg_start(a, &err) != 0) {
+		ex = EX_UNAVAILABLE;
+		goto out;
+	}
+	printf("listen: %s\n", agg_listen_addr(a));
+	if (*agg_listen_tls_addr(a))
+		printf("listen-tls: %s\n", agg_listen_tls_addr(a));
+	if (*agg_http_addr(a))
+		printf("http-listen: %s\n", agg_http_addr(a));
+	fflush(stdout);
+	mr_log_info("pop3-proxy", "event=start mode=aggregate listen=%s",
+	    agg_listen_addr(a));
+	sigterm = evsignal_new(base, SIGTERM, pop3_proxy_signal, base);
+	sigint = evsignal_new(base, SIGINT, pop3_proxy_signal, base);
+	evsignal_add(sigterm, NULL);
+	evsignal_add(sigint, NULL);
+	event_base_dispatch(base);
+	event_free(sigterm);
+	event_free(sigint);
+	ex = 0;
+out:
+	if (ex != 0)
+		fprintf(stderr, "mailroom pop3-proxy: %s\n", mr_buf_cstr(&err));
+	agg_free(&a);
+	/* The registry's workers end before the loop they answer goes. */
+	registry_close(&reg);
+	if (base != NULL)
+		event_base_free(base);
+	mr_buf_release(&err);
+	return ex;
+}
+
 int
 pop3_proxy_cmd(int argc, char **argv)
 {
-	enum { OPT_NOTIFY_LISTEN = 256, OPT_NOTIFY_SECRET, OPT_HTTP_LISTEN };
+	enum { OPT_NOTIFY_LISTEN = 256, OPT_NOTIFY_SECRET, OPT_HTTP_LISTEN,
+		OPT_AGGREGATE, OPT_STORE, OPT_KEY_FILE };
 	static const struct option longopts[] = {
 		CONF_CLI_LONGOPTS,
 		{ "listen", required_argument, NULL, 'l' },
@@ -162,6 +259,9 @@ pop3_proxy_cmd(int argc, char **argv)
 		{ "notify-listen", required_argument, NULL, OPT_NOTIFY_LISTEN },
 		{ "notify-secret", required_argument, NULL, OPT_NOTIFY_SECRET },
 		{ "http-listen", required_argument, NULL, OPT_HTTP_LISTEN },
+		{ "aggregate", no_argument, NULL, OPT_AGGREGATE },
+		{ "store", required_argument, NULL, OPT_STORE },
+		{ "key-file", required_argument, NULL, OPT_KEY_FILE },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -207,6 +307,15 @@ pop3_proxy_cmd(int argc, char **argv)
 		case OPT_HTTP_LISTEN:
 			conf_cli_set(&cl, "pop3_proxy.http_listen", optarg);
 			break;
+		case OPT_AGGREGATE:
+			conf_cli_set(&cl, "pop3_proxy.aggregate", "yes");
+			break;
+		case OPT_STORE:
+			conf_cli_set(&cl, "registry.store", optarg);
+			break;
+		case OPT_KEY_FILE:
+			conf_cli_set(&cl, "registry.key_file", optarg);
+			break;
 		case 'h':
 			pop3_proxy_usage(stdout);
 			conf_cli_release(&cl);
@@ -237,6 +346,11 @@ pop3_proxy_cmd(int argc, char **argv)
 	}
 	signal(SIGPIPE, SIG_IGN);
 	pop3_proxy_nofile(&cfg);
+	if (cfg.pop3_proxy_aggregate) {
+		ex = pop3_proxy_aggregate(&cfg);
+		conf_release(&cfg);
+		return ex;
+	}
 	base = pop3_proxy_base();
 	if (base == NULL) {
 		fprintf(stderr, "mailroom pop3-proxy: cannot create an event "
