@@ -212,7 +212,8 @@ registry_cmd_usage(FILE *fp, const struct registry_cmd_verb *v)
 	    "Exit status: 0 done; 64 bad usage (a bad port or TLS mode "
 	    "included); 65\nrefused (the user exists, a value the registry "
 	    "does not take); 66 no such\nuser, account, store or key file; "
-	    "74 I/O error; 75 the store is locked\n(try again); 77 "
+	    "69 the LDAP directory cannot be used,\nor is read only; 74 I/O "
+	    "error; 75 the store is locked\n(try again); 77 "
 	    "permission denied; 78 bad configuration or key file\n"
 	    "(readable by others, of the wrong size, or not the one the "
 	    "registry was\nsealed with).\n");

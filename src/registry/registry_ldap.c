@@ -19,8 +19,10 @@
  * Connections: one per thread (conn_open), each made of a search handle,
  * bound as bind_dn at once, and a bind-check handle made when first
  * needed.  A handle that finds the server gone (LDAP_SERVER_DOWN) is
- * made again, once per operation.  Every operation is bounded by the
- * timeout (connect, each request, and the server's own time limit).
+ * made again, once per operation, and one that could not be made is
+ * tried again by the next operation.  Opening fails when the opener's
+ * first connection does.  Every operation is bounded by the timeout
+ * (connect, each request, and the server's own time limit).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -60,6 +62,7 @@ struct registry_ldap_conn {
 	LDAP		*check_ld;	/* bind checks; NULL until needed */
 	char		*last_name;	/* the last user looked up ... */
 	char		*last_dn;	/* ... and its DN */
+	char		*why;		/* why the first connect failed */
 };
 
 /* What one listing collects, then sorts by name and calls back with. */
@@ -644,11 +647,15 @@ registry_ldap_conn_open(struct registry *r, struct mr_buf *err)
 	struct registry_ldap *be = r->backend;
 	struct registry_ldap_conn *c;
 
+	/*
+	 * A directory that cannot be reached now is tried again by each
+	 * operation, so that a worker started while it was down does not
+	 * stay without it; registry_ldap_open() alone refuses a first
+	 * connection that failed.
+	 */
 	c = xcalloc(1, sizeof(*c));
-	if (registry_ldap_connect(be, c, err) < 0) {
-		free(c);
-		return NULL;
-	}
+	if (registry_ldap_connect(be, c, err) < 0)
+		c->why = xstrdup(mr_buf_cstr(err));
 	return c;
 }
 
@@ -664,6 +671,7 @@ registry_ldap_conn_close(struct registry *r, void *conn)
 	registry_ldap_drop(&c->check_ld);
 	free(c->last_name);
 	free(c->last_dn);
+	free(c->why);
 	free(c);
 }
 
@@ -926,6 +934,8 @@ registry_ldap_open(const char *uri, const char *base_dn, const char *bind_dn,
     struct mr_buf *err)
 {
 	struct registry_ldap *be;
+	struct registry_ldap_conn *c;
+	struct registry *r;
 	LDAPURLDesc *lud = NULL;
 
 	mr_buf_reset(err);
@@ -955,7 +965,14 @@ registry_ldap_open(const char *uri, const char *base_dn, const char *bind_dn,
 		be->bind_pw = xstrdup(bind_pw);
 	}
 	be->timeout_ms = timeout_ms;
-	return registry_new(&registry_ldap_ops, be, key_file, false, err);
+	r = registry_new(&registry_ldap_ops, be, key_file, false, err);
+	if (r != NULL && (c = r->conn)->ld == NULL) {
+		/* Unreachable, or our credentials refused: say so now. */
+		mr_buf_reset(err);
+		mr_buf_puts(err, c->why != NULL ? c->why : "no connection");
+		registry_close(&r);
+	}
+	return r;
 }
 
 struct registry *

@@ -7,11 +7,15 @@
  * usage: registry_probe --ldap URI BASE_DN [--bind-dn DN --bind-pw-file
  *            FILE] --key-file FILE COMMAND [ARGS]
  *   get NAME...          one JSON line per name: status, error, user
- *                        (a NAME "-" waits for a line on standard input
- *                        instead, so a test can act between lookups)
+ *                        (a NAME "-" prints {"pause": true} and waits
+ *                        for a line on standard input, so that a test
+ *                        can act between lookups)
  *   list                 one JSON line per user, then the status
- *   login NAME           password on standard input (one line), through
- *                        registry_login_async() on an event loop
+ *   login NAME...        password on standard input (one line), through
+ *                        registry_login_async() on an event loop, every
+ *                        login queued at once; a line for each (a NAME
+ *                        "-" waits for those before it to end, then
+ *                        pauses as get's does)
  *   apop NAME TIMESTAMP DIGEST   the same with an APOP digest
  *   add-user NAME PASSWORD       (to see the read-only refusal)
  * A status is "ok" or the errno name of the negative code.  Exit 0 when
@@ -30,10 +34,13 @@
 #include "core/mr_buf.h"
 #include "registry/registry.h"
 
+/* One login of a batch, all queued at once and waited for. */
 struct probe_login {
 	bool		 done;
 	int		 status;
 	struct mr_buf	 out;
+	struct timespec	 t1;
+	size_t		*pending;
 	struct event_base *base;
 };
 
@@ -141,9 +148,11 @@ probe_login_cb(void *arg, int status, struct reg_user *user)
 
 	l->done = true;
 	l->status = status;
+	clock_gettime(CLOCK_MONOTONIC, &l->t1);
 	if (user != NULL)
 		probe_user(&l->out, user);
-	event_base_loopbreak(l->base);
+	if (--*l->pending == 0)
+		event_base_loopbreak(l->base);
 }
 
 /* probe_stdin - the first line of standard input, without its EOL. */
@@ -166,21 +175,86 @@ probe_stdin(size_t *len_r)
 	return line;
 }
 
-/* probe_login - closes *rp: the workers end before the loop's base. */
+/*
+ * probe_pause - say {"pause": true} and wait for a line on standard
+ * input: the test acts in between.
+ */
+static void
+probe_pause(void)
+{
+	size_t len;
+
+	printf("{\"pause\": true}\n");
+	free(probe_stdin(&len));
+}
+
+/*
+ * probe_batch - queue the logins of names[0..n) at once, wait for them
+ * and print a line for each, in order.  0, or 1 when one could not be
+ * queued.
+ */
+static int
+probe_batch(struct registry *r, struct event_base *base, struct reg_login *in,
+    char **names, size_t n)
+{
+	struct mr_buf b = MR_BUF_INIT, err = MR_BUF_INIT;
+	struct probe_login *l;
+	struct timespec t0;
+	size_t i, pending = 0;
+	int status = 0;
+
+	l = calloc(n, sizeof(*l));
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (i = 0; i < n; i++) {
+		l[i].base = base;
+		l[i].pending = &pending;
+		in->name = names[i];
+		if (registry_login_async(r, base, in, probe_login_cb, &l[i],
+		    &err) == NULL) {
+			fprintf(stderr, "registry_probe: %s\n",
+			    mr_buf_cstr(&err));
+			status = 1;
+			break;
+		}
+		pending++;
+	}
+	while (pending > 0)
+		event_base_dispatch(base);
+	for (i = 0; i < n && status == 0; i++) {
+		mr_buf_reset(&b);
+		probe_line(&b, l[i].status, "login failed");
+		mr_buf_printf(&b, ", \"ms\": %.1f, \"user\": ",
+		    (l[i].t1.tv_sec - t0.tv_sec) * 1e3 +
+		    (l[i].t1.tv_nsec - t0.tv_nsec) / 1e6);
+		mr_buf_puts(&b, l[i].out.len > 0 ? mr_buf_cstr(&l[i].out) :
+		    "null");
+		printf("%s}\n", mr_buf_cstr(&b));
+	}
+	for (i = 0; i < n; i++)
+		mr_buf_release(&l[i].out);
+	free(l);
+	mr_buf_release(&b);
+	mr_buf_release(&err);
+	return status;
+}
+
+/*
+ * probe_login - login NAME... (one password; the logins between two "-"
+ * queued at once, and a "-" waits for a line on standard input after
+ * them) or apop NAME TIMESTAMP DIGEST.  Closes *rp: the workers must end
+ * before the loop's base goes.
+ */
 static int
 probe_login(struct registry **rp, int argc, char **argv)
 {
-	struct probe_login l = { false, 0, MR_BUF_INIT, NULL };
-	struct mr_buf b = MR_BUF_INIT, err = MR_BUF_INIT;
+	struct event_base *base;
 	struct reg_login in;
-	struct reg_ticket *t;
-	struct timespec t0, t1;
 	char *password = NULL;
 	size_t len = 0;
+	int i, first, status = 0;
 
 	memset(&in, 0, sizeof(in));
-	in.name = argv[1];
-	if (strcmp(argv[0], "login") == 0 && argc == 2) {
+	if (strcmp(argv[0], "login") == 0 && argc >= 2) {
 		in.kind = REG_LOGIN_PASS;
 		password = probe_stdin(&len);
 		in.password = password;
@@ -189,37 +263,28 @@ probe_login(struct registry **rp, int argc, char **argv)
 		in.kind = REG_LOGIN_APOP;
 		in.timestamp = argv[2];
 		in.digest = argv[3];
+		argc = 2;
 	} else {
-		fprintf(stderr, "registry_probe: login NAME | apop NAME "
+		fprintf(stderr, "registry_probe: login NAME... | apop NAME "
 		    "TIMESTAMP DIGEST\n");
+		registry_close(rp);
 		return 2;
 	}
-	l.base = event_base_new();
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	t = registry_login_async(*rp, l.base, &in, probe_login_cb, &l, &err);
-	if (t == NULL) {
-		fprintf(stderr, "registry_probe: %s\n", mr_buf_cstr(&err));
-		free(password);
-		registry_close(rp);
-		event_base_free(l.base);
-		return 1;
+	base = event_base_new();
+	for (first = i = 1; i <= argc && status == 0; i++) {
+		if (i < argc && strcmp(argv[i], "-") != 0)
+			continue;
+		if (i > first)
+			status = probe_batch(*rp, base, &in, argv + first,
+			    (size_t)(i - first));
+		if (i < argc)
+			probe_pause();
+		first = i + 1;
 	}
-	while (!l.done)
-		event_base_dispatch(l.base);
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	probe_line(&b, l.status, "login failed");
-	mr_buf_printf(&b, ", \"ms\": %.1f, \"user\": ",
-	    (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6);
-	mr_buf_puts(&b, l.out.len > 0 ? mr_buf_cstr(&l.out) : "null");
-	mr_buf_puts(&b, "}");
-	printf("%s\n", mr_buf_cstr(&b));
-	mr_buf_release(&b);
-	mr_buf_release(&l.out);
-	mr_buf_release(&err);
 	free(password);
 	registry_close(rp);
-	event_base_free(l.base);
-	return 0;
+	event_base_free(base);
+	return status;
 }
 
 /* probe_file - the first line of path, or NULL. */
@@ -253,7 +318,6 @@ main(int argc, char **argv)
 	struct registry *r;
 	struct reg_user u;
 	char *bind_pw = NULL;
-	size_t len;
 	int i, rc, status = 0;
 
 	/* One line at a time, also into a pipe: a test reads as it goes. */
@@ -298,7 +362,7 @@ main(int argc, char **argv)
 		for (i = 1; i < argc; i++) {
 			mr_buf_reset(&b);
 			if (strcmp(argv[i], "-") == 0) {
-				free(probe_stdin(&len));
+				probe_pause();
 				continue;
 			}
 			rc = registry_user_get(r, argv[i], &u);
