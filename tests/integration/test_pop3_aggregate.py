@@ -548,7 +548,10 @@ def test_fetchmail_downloads_and_deletes_everything(world, tmp_path):
         f'user "joe" password "jpw" is root here '
         f'sslproto "" mda "/bin/sh -c \'cat > {out}/msg.$$\'"\n')
     os.chmod(rc, 0o600)
+    # Its own lock file: as root, fetchmail would share /var/run/fetchmail.pid
+    # with any other fetchmail on the machine.
     r = subprocess.run(["fetchmail", "-f", str(rc), "-N", "--nosyslog",
+                        "--pidfile", str(tmp_path / "fetchmail.pid"),
                         "--nokeep"], capture_output=True, text=True,
                        timeout=120,
                        env=dict(os.environ, FETCHMAILHOME=str(tmp_path),
