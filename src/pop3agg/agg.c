@@ -97,6 +97,8 @@ struct leg {
 	uint32_t			 nmsgs;
 	uint32_t			 listed;
 	uint32_t			 deletions;	/* DELE sent at QUIT */
+	uint32_t			 dele_next;	/* next mark to queue */
+	bool				 quit_queued;
 	uint32_t			 dele_ok;
 	uint32_t			 deleted;	/* confirmed by QUIT */
 };
@@ -168,6 +170,7 @@ static void sess_process(struct asess *s);
 static void sess_close(struct asess *s);
 static void sess_fanout_done(struct asess *s);
 static void sess_update_done(struct asess *s);
+static void leg_queue_update(struct leg *l);
 static const struct pop3c_cbs leg_cbs;
 
 /* ---------------------------------------------------------------- */
@@ -627,6 +630,9 @@ leg_done_cb(struct pop3c *c, void *arg, void *tag)
 		sess_process(s);
 		return;
 	}
+	case T_DELE:
+		leg_queue_update(l);
+		return;
 	case T_QUIT:
 		l->st = L_DONE;
 		pop3c_free(&l->c);
@@ -1166,6 +1172,30 @@ sess_retr(struct asess *s, const struct pop3_cmd *cmd)
 	s->busy = true;
 }
 
+/*
+ * leg_queue_update - queue this backend's DELEs, as many as its command
+ * queue takes (more follow as replies come back), then its QUIT.
+ */
+static void
+leg_queue_update(struct leg *l)
+{
+	struct asess *s = l->s;
+	uint32_t k = (uint32_t)(l - s->legs);
+
+	for (; l->dele_next < s->nmsgs; l->dele_next++) {
+		const struct amsg *m = &s->msgs[l->dele_next];
+
+		if (!m->deleted || m->leg != k)
+			continue;
+		if (pop3c_send(l->c, POP3C_NONE, NULL, TAG(T_DELE), "DELE %u",
+		    m->num) != 0)
+			return;		/* full: on with the next reply */
+	}
+	if (!l->quit_queued && pop3c_send(l->c, POP3C_NONE, NULL,
+	    TAG(T_QUIT), "QUIT") == 0)
+		l->quit_queued = true;
+}
+
 /* sess_update_done - every backend answered its QUIT or failed. */
 static void
 sess_update_done(struct asess *s)
@@ -1206,7 +1236,6 @@ sess_quit(struct asess *s)
 			s->legs[s->msgs[i].leg].deletions++;
 	for (k = 0; k < s->nlegs; k++) {
 		struct leg *l = &s->legs[k];
-		int rc = 0;
 
 		if (l->st != L_READY) {
 			/* Gone before QUIT: its marked messages stay. */
@@ -1217,14 +1246,8 @@ sess_quit(struct asess *s)
 		}
 		l->st = L_UPDATE;
 		s->pending++;
-		for (i = 0; i < s->nmsgs && rc == 0; i++)
-			if (s->msgs[i].deleted && s->msgs[i].leg == k)
-				rc = pop3c_send(l->c, POP3C_NONE, NULL,
-				    TAG(T_DELE), "DELE %u", s->msgs[i].num);
-		if (rc == 0)
-			rc = pop3c_send(l->c, POP3C_NONE, NULL, TAG(T_QUIT),
-			    "QUIT");
-		if (rc != 0)
+		leg_queue_update(l);
+		if (pop3c_pending(l->c) == 0)
 			leg_fail(l, "%s", "cannot queue the deletions");
 	}
 	if (s->pending == 0 && s->st == S_UPDATE)

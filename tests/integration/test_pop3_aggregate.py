@@ -596,3 +596,21 @@ def test_bad_start_up(mailroom, tmp_path):
                         "127.0.0.1:0"], capture_output=True, text=True,
                        timeout=30)
     assert r.returncode == 78 and "mailroom pop3-proxy:" in r.stderr
+
+
+def test_more_deletions_than_one_batch(world):
+    """More DELEs than the backend connection queues at once (64): they go
+    in batches as replies come back, and all count."""
+    reg, _, _ = world
+    peer = ScriptedPop3({"p": [(f"u{i}", b"x") for i in range(150)]})
+    try:
+        add_user(reg, "many", [(peer.port, "p", "s")])
+        proxy = reg.start()
+        p = proxy.login("many", "pw")
+        for i in range(1, 151):
+            p.dele(i)
+        assert p.quit().startswith(b"+OK")
+        rec = proxy.wait_records(1)[-1]
+        assert rec["deletions"] == 150 and rec["deleted"] == 150
+    finally:
+        peer.close()
