@@ -37,6 +37,7 @@
 #include "core/xalloc.h"
 #include "delivery/cstore.h"
 #include "delivery/runner.h"
+#include "pop3edge/pop3_serve.h"
 
 #define DAEMON_SLOTS_MAX	64
 
@@ -69,7 +70,10 @@ daemon_usage(FILE *fp)
 	    "with it.  A campaign whose sender died\n(this daemon, a "
 	    "mailroom send, another machine's daemon) is taken over\nfrom "
 	    "where its progress was recorded.  SIGTERM or SIGINT stops "
-	    "cleanly:\ncampaigns in progress are given back as scheduled.\n\n"
+	    "cleanly:\ncampaigns in progress are given back as scheduled.\n"
+	    "With pop3_proxy.listen set it also runs the POP3 proxy (edge or, "
+	    "with\npop3_proxy.aggregate, aggregating) on a thread of its own; "
+	    "its addresses\nare printed as \"listen: ...\" lines.\n\n"
 	    "  -c, --config FILE   configuration file (INI)\n"
 	    "      --store FILE    the store (store.path)\n"
 	    "  -o, --set K=V       override a parameter (section.key=value)\n"
@@ -376,6 +380,7 @@ daemon_cmd(int argc, char **argv)
 	struct mr_config cfg;
 	struct mr_buf err = MR_BUF_INIT;
 	struct store *s = NULL;
+	struct pop3_serve *pop3 = NULL;
 	struct sigaction sa;
 	struct timespec ts;
 	size_t i, busy;
@@ -421,6 +426,20 @@ daemon_cmd(int argc, char **argv)
 		fprintf(stderr, "mailroom daemon: %s\n", mr_buf_cstr(&err));
 		goto out;
 	}
+	/* The POP3 proxy role, when configured: its own loop and thread. */
+	if (*cfg.pop3_proxy_listen != '\0') {
+		signal(SIGPIPE, SIG_IGN);
+		pop3 = pop3_serve_open(&cfg, stdout, &err, &ex);
+		if (pop3 == NULL || pop3_serve_thread(pop3) != 0) {
+			fprintf(stderr, "mailroom daemon: pop3 proxy: %s\n",
+			    pop3 ? "cannot start its thread" :
+			    mr_buf_cstr(&err));
+			if (pop3 != NULL)
+				ex = EX_OSERR;
+			pop3_serve_close(&pop3);
+			goto out;
+		}
+	}
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = daemon_on_signal;
 	sigaction(SIGINT, &sa, NULL);
@@ -458,6 +477,7 @@ daemon_cmd(int argc, char **argv)
 			nanosleep(&ts, NULL);
 		}
 	} while (busy);
+	pop3_serve_close(&pop3);
 	printf("mailroom daemon: stopped\n");
 out:
 	store_close(&s);

@@ -5,24 +5,17 @@
  */
 #include <getopt.h>
 #include <signal.h>
-#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
 
-#include <event2/event.h>
 
 #include "commands.h"
 #include "conf/conf.h"
 #include "conf/conf_cli.h"
 #include "core/mr_buf.h"
-#include "core/mr_log.h"
-#include "net/listen.h"
-#include "registry/registry.h"
-#include "pop3agg/agg.h"
-#include "pop3edge/edge.h"
-#include "pop3edge/notify.h"
+#include "pop3edge/pop3_serve.h"
 
 static void
 pop3_proxy_usage(FILE *fp)
@@ -71,181 +64,6 @@ pop3_proxy_usage(FILE *fp)
 	    "bound (\"listen: ...\").\n");
 }
 
-/*
- * pop3_proxy_nofile - raise the descriptor limit to what is allowed; a
- * relayed session takes two descriptors, so max_sessions is lowered to
- * what the limit can serve (and said so).
- */
-static void
-pop3_proxy_nofile(struct mr_config *cfg)
-{
-	struct rlimit rl;
-	long long fit;
-
-	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-		return;
-	if (rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		(void)setrlimit(RLIMIT_NOFILE, &rl);
-		(void)getrlimit(RLIMIT_NOFILE, &rl);
-	}
-	if (rl.rlim_cur == RLIM_INFINITY)
-		return;
-	fit = ((long long)rl.rlim_cur - 64) / 2;
-	if (fit < 1)
-		fit = 1;
-	if (cfg->pop3_proxy_max_sessions > fit) {
-		mr_log_info("pop3-proxy", "event=fd-limit limit=%llu "
-		    "max_sessions=%lld lowered_to=%lld",
-		    (unsigned long long)rl.rlim_cur,
-		    cfg->pop3_proxy_max_sessions, fit);
-		cfg->pop3_proxy_max_sessions = fit;
-	}
-}
-
-/*
- * pop3_proxy_check - the addresses and the allow-list, before anything
- * listens: a mistake there is a configuration error (78), not a
- * service that cannot start (69).
- */
-static int
-pop3_proxy_check(const struct mr_config *cfg, struct mr_buf *err)
-{
-	const struct {
-		const char	*key;
-		const char	*value;
-	} addrs[] = {
-		{ "pop3_proxy.listen", cfg->pop3_proxy_listen },
-		{ "pop3_proxy.listen_tls", cfg->pop3_proxy_listen_tls },
-		{ "pop3_proxy.notify_listen", cfg->pop3_proxy_notify_listen },
-		{ "pop3_proxy.http_listen", cfg->pop3_proxy_http_listen },
-	};
-	struct sockaddr_storage ss;
-	socklen_t len;
-	size_t i;
-
-	for (i = 0; i < sizeof(addrs) / sizeof(addrs[0]); i++) {
-		if (*addrs[i].value == '\0')
-			continue;
-		if (net_addr_parse(addrs[i].value, 1, 1, &ss, &len, err) != 0) {
-			mr_buf_printf(err, " (%s)", addrs[i].key);
-			return -1;
-		}
-	}
-	return edge_notify_check(cfg, err);
-}
-
-static void
-pop3_proxy_signal(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	event_base_loopbreak(arg);
-}
-
-/*
- * pop3_proxy_base - the event loop.  With epoll's change list, the read
- * and write interest a session turns on and off while handling one batch
- * of commands reaches the kernel as one epoll_ctl(2) at the next wait, not
- * one per change.  (Its one caveat, fds closed and dup'd within a batch,
- * does not arise: connections are closed through their bufferevents.)
- */
-static struct event_base *
-pop3_proxy_base(void)
-{
-	struct event_config *ec = event_config_new();
-	struct event_base *base;
-
-	if (ec == NULL)
-		return NULL;
-	event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
-	base = event_base_new_with_config(ec);
-	event_config_free(ec);
-	return base;
-}
-
-/* pop3_proxy_registry - the registry the configuration names. */
-static struct registry *
-pop3_proxy_registry(const struct mr_config *cfg, struct mr_buf *err)
-{
-	struct registry *reg;
-	const char *store = *cfg->registry_store ? cfg->registry_store :
-	    cfg->store_path;
-
-	if (cfg->registry_source == CONF_REG_LDAP)
-		reg = registry_open_ldap_conf(cfg, err);
-	else if (*cfg->registry_key_file == '\0') {
-		mr_buf_puts(err, "no key file: give --key-file FILE or "
-		    "registry.key_file");
-		return NULL;
-	} else
-		reg = registry_open_store(store, cfg->registry_key_file, false,
-		    err, NULL);
-	if (reg != NULL)
-		registry_tune(reg, (unsigned)cfg->registry_workers, 0);
-	return reg;
-}
-
-static int
-pop3_proxy_aggregate(const struct mr_config *cfg)
-{
-	struct mr_buf err = MR_BUF_INIT;
-	struct event_base *base = NULL;
-	struct event *sigterm, *sigint;
-	struct registry *reg;
-	struct agg *a = NULL;
-	struct agg_service acct;
-	int ex = EX_CONFIG;
-
-	if ((reg = pop3_proxy_registry(cfg, &err)) == NULL)
-		goto out;
-	if ((base = pop3_proxy_base()) == NULL) {
-		mr_buf_puts(&err, "cannot create an event loop");
-		ex = EX_OSERR;
-		goto out;
-	}
-	if ((a = agg_new(base, cfg, reg, &err)) == NULL)
-		goto out;
-	if (*cfg->pop3_proxy_accounting_file != '\0') {
-		if (agg_accounting_service(cfg->pop3_proxy_accounting_file,
-		    &acct, &err) != 0) {
-			ex = EX_CANTCREAT;
-			goto out;
-		}
-		agg_add_service(a, &acct);
-	}
-	if (agg_start(a, &err) != 0) {
-		ex = EX_UNAVAILABLE;
-		goto out;
-	}
-	printf("listen: %s\n", agg_listen_addr(a));
-	if (*agg_listen_tls_addr(a))
-		printf("listen-tls: %s\n", agg_listen_tls_addr(a));
-	if (*agg_http_addr(a))
-		printf("http-listen: %s\n", agg_http_addr(a));
-	fflush(stdout);
-	mr_log_info("pop3-proxy", "event=start mode=aggregate listen=%s",
-	    agg_listen_addr(a));
-	sigterm = evsignal_new(base, SIGTERM, pop3_proxy_signal, base);
-	sigint = evsignal_new(base, SIGINT, pop3_proxy_signal, base);
-	evsignal_add(sigterm, NULL);
-	evsignal_add(sigint, NULL);
-	event_base_dispatch(base);
-	event_free(sigterm);
-	event_free(sigint);
-	ex = 0;
-out:
-	if (ex != 0)
-		fprintf(stderr, "mailroom pop3-proxy: %s\n", mr_buf_cstr(&err));
-	agg_free(&a);
-	/* The registry's workers end before the loop they answer goes. */
-	registry_close(&reg);
-	if (base != NULL)
-		event_base_free(base);
-	mr_buf_release(&err);
-	return ex;
-}
-
 int
 pop3_proxy_cmd(int argc, char **argv)
 {
@@ -268,10 +86,7 @@ pop3_proxy_cmd(int argc, char **argv)
 	struct conf_cli cl = { 0 };
 	struct mr_buf err = MR_BUF_INIT;
 	struct mr_config cfg;
-	struct event_base *base;
-	struct event *sigterm, *sigint;
-	struct edge *e;
-	struct edge_notify *n;
+	struct pop3_serve *ps;
 	int c, ex, r;
 
 	optind = 1;
@@ -338,62 +153,15 @@ pop3_proxy_cmd(int argc, char **argv)
 	conf_cli_release(&cl);
 	if (ex != 0)
 		return ex;
-	if (pop3_proxy_check(&cfg, &err) != 0) {
-		fprintf(stderr, "mailroom pop3-proxy: %s\n", mr_buf_cstr(&err));
-		mr_buf_release(&err);
-		conf_release(&cfg);
-		return EX_CONFIG;
-	}
 	signal(SIGPIPE, SIG_IGN);
-	pop3_proxy_nofile(&cfg);
-	if (cfg.pop3_proxy_aggregate) {
-		ex = pop3_proxy_aggregate(&cfg);
-		conf_release(&cfg);
-		return ex;
-	}
-	base = pop3_proxy_base();
-	if (base == NULL) {
-		fprintf(stderr, "mailroom pop3-proxy: cannot create an event "
-		    "loop\n");
-		conf_release(&cfg);
-		return EX_OSERR;
-	}
-	e = edge_new(base, &cfg, &err);
-	if (e == NULL || edge_start(e, &err) != 0) {
+	ps = pop3_serve_open(&cfg, stdout, &err, &ex);
+	if (ps == NULL) {
 		fprintf(stderr, "mailroom pop3-proxy: %s\n", mr_buf_cstr(&err));
-		ex = e == NULL ? EX_CONFIG : EX_UNAVAILABLE;
-		goto out;
+	} else {
+		pop3_serve_run(ps, true);
+		pop3_serve_close(&ps);
+		ex = 0;
 	}
-	n = edge_notify_new(base, e, &cfg, &err);
-	if (n == NULL) {
-		fprintf(stderr, "mailroom pop3-proxy: %s\n", mr_buf_cstr(&err));
-		ex = EX_UNAVAILABLE;
-		goto out;
-	}
-	printf("listen: %s\n", edge_listen_addr(e));
-	if (*edge_listen_tls_addr(e))
-		printf("listen-tls: %s\n", edge_listen_tls_addr(e));
-	if (*edge_notify_line_addr(n))
-		printf("notify-listen: %s\n", edge_notify_line_addr(n));
-	if (*edge_notify_http_addr(n))
-		printf("http-listen: %s\n", edge_notify_http_addr(n));
-	fflush(stdout);
-	mr_log_info("pop3-proxy", "event=start listen=%s backend=%s "
-	    "interval_ms=%lld", edge_listen_addr(e), cfg.pop3_proxy_backend,
-	    cfg.pop3_proxy_interval);
-	sigterm = evsignal_new(base, SIGTERM, pop3_proxy_signal, base);
-	sigint = evsignal_new(base, SIGINT, pop3_proxy_signal, base);
-	evsignal_add(sigterm, NULL);
-	evsignal_add(sigint, NULL);
-	event_base_dispatch(base);
-	edge_log_counters(e);
-	event_free(sigterm);
-	event_free(sigint);
-	edge_notify_free(&n);
-	ex = 0;
-out:
-	edge_free(&e);
-	event_base_free(base);
 	mr_buf_release(&err);
 	conf_release(&cfg);
 	return ex;

@@ -984,3 +984,36 @@ def test_sessions_are_capped_to_the_descriptor_limit(dovecot, proxy):
             c.close()
     time.sleep(0.3)
     assert p.check("alice", "pw1") == (0, 0)
+
+
+def test_daemon_runs_the_proxy_as_a_role(dovecot, mailroom, tmp_path):
+    """`mailroom daemon` with pop3_proxy.listen set serves POP3 on a thread
+    of its own beside the campaign monitor, and stops cleanly."""
+    d = dovecot(users={"alice": "pw1"})
+    proc = subprocess.Popen(
+        [mailroom, "daemon", "--store", str(tmp_path / "store.db"),
+         "-o", "pop3_proxy.listen=127.0.0.1:0",
+         "-o", f"pop3_proxy.backend={backend_of(d)}",
+         "-o", "pop3_proxy.interval=300"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        port = None
+        for _ in range(5):
+            line = proc.stdout.readline()
+            if line.startswith("listen: "):
+                port = int(line.rsplit(":", 1)[1])
+                break
+        assert port is not None
+        for _ in range(2):
+            p = poplib.POP3("127.0.0.1", port, timeout=10)
+            p.user("alice")
+            p.pass_("pw1")
+            assert p.stat()[0] == 0
+            p.quit()
+        # The second check was answered locally.
+        assert_logins(d, "alice", 1)
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "stopped" in out
