@@ -92,6 +92,7 @@ struct leg {
 	bool				 pipelining;
 	bool				 uidl_ok;
 	bool				 retr_ok;	/* the RETR's status */
+	bool				 reached;	/* logged in and listed */
 	char				 why[160];
 	struct bmsg			*msgs;		/* [n - 1] */
 	uint32_t			 nmsgs;
@@ -289,9 +290,7 @@ sess_record(struct asess *s)
 		b[i].account = l->acct.id;
 		b[i].host = l->acct.host ? l->acct.host : "";
 		b[i].port = l->acct.port;
-		b[i].reached = l->listed > 0 || l->st == L_READY ||
-		    l->st == L_DONE || l->st == L_UPDATE || l->st == L_BUSY ||
-		    (l->st == L_FAILED && l->why[0] == '\0');
+		b[i].reached = l->reached;
 		b[i].why = l->why[0] ? l->why : NULL;
 		b[i].messages = l->listed;
 		b[i].deletions = l->deletions;
@@ -605,6 +604,7 @@ leg_done_cb(struct pop3c *c, void *arg, void *tag)
 		if (l->st != L_SETUP)
 			return;
 		l->st = L_READY;
+		l->reached = true;
 		s->a->n.backends_reached++;
 		if (s->st == S_FANOUT && --s->pending == 0)
 			sess_fanout_done(s);
@@ -954,8 +954,10 @@ sess_apop(struct asess *s, const struct pop3_cmd *cmd)
 	struct reg_login in;
 	char digest[33];
 
-	if (!sess_set_user(s, cmd->argv[0], cmd->argl[0]) ||
-	    cmd->argc != 2 || cmd->argl[1] != 32) {
+	/* A malformed APOP names nobody: a PASS after it needs a USER. */
+	if (cmd->argc != 2 || cmd->argl[1] != 32 ||
+	    !sess_set_user(s, cmd->argv[0], cmd->argl[0])) {
+		s->have_user = false;
 		sess_reply(s, "-ERR [AUTH] APOP name digest");
 		return;
 	}
@@ -1118,11 +1120,12 @@ sess_msg(struct asess *s, const struct pop3_cmd *cmd)
 static void
 sess_listing(struct asess *s, bool uidl)
 {
-	struct evbuffer *out = evbuffer_new();
+	struct evbuffer *out = net_conn_output(s->c);
 	char u[AGG_UIDL_MAX + 48];
 	uint32_t i;
 
-	evbuffer_add_printf(out, "+OK\r\n");
+	/* Queued behind anything sent before: order is kept. */
+	evbuffer_add(out, "+OK\r\n", 5);
 	for (i = 0; i < s->nmsgs; i++) {
 		if (s->msgs[i].deleted)
 			continue;
@@ -1134,8 +1137,6 @@ sess_listing(struct asess *s, bool uidl)
 			    s->msgs[i].size);
 	}
 	evbuffer_add(out, ".\r\n", 3);
-	evbuffer_add_buffer(net_conn_output(s->c), out);
-	evbuffer_free(out);
 }
 
 /* sess_retr - RETR or TOP to the owning backend; its body streams. */
