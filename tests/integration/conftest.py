@@ -29,6 +29,30 @@ def mailroom():
     return mailroom_path()
 
 
+def server_factory(cls, tmp_path):
+    """The body of a server fixture (`yield from server_factory(...)`):
+    yields start(**kw) -> cls(tmp_path, **kw), started; at teardown every
+    one is terminated first, then stopped, and the first error raised."""
+    started = []
+
+    def start(**kw):
+        srv = cls(tmp_path, **kw)
+        started.append(srv)
+        return srv
+
+    yield start
+    for srv in started:
+        srv.terminate()
+    errors = []
+    for srv in started:
+        try:
+            srv.stop()
+        except Exception as e:  # stop the others, then report
+            errors.append(e)
+    if errors:
+        raise errors[0]
+
+
 def free_port(host="127.0.0.1", kind=socket.SOCK_STREAM):
     """A port that was free on host a moment ago (TCP by default)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET

@@ -155,7 +155,7 @@ import time
 
 import pytest
 
-from conftest import free_port
+from conftest import free_port, server_factory
 from peers import wait_until
 
 DOVECOT = "/usr/sbin/dovecot"
@@ -694,21 +694,4 @@ class PushReceiver:
 def dovecot(tmp_path):
     """Factory: dovecot(users={...}, push_url=..., ...) -> Dovecot, started;
     every one is stopped at teardown.  See Dovecot."""
-    started = []
-
-    def start(**kw):
-        d = Dovecot(tmp_path, **kw)
-        started.append(d)
-        return d
-
-    yield start
-    for d in started:
-        d.terminate()
-    errors = []
-    for d in started:
-        try:
-            d.stop()
-        except Exception as e:  # stop the others, then report
-            errors.append(e)
-    if errors:
-        raise errors[0]
+    yield from server_factory(Dovecot, tmp_path)

@@ -62,7 +62,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, free_port
+from conftest import ROOT, free_port, server_factory
 
 SLAPD = "/usr/sbin/slapd"
 SLAPADD = "/usr/sbin/slapadd"
@@ -491,21 +491,4 @@ def parse_ldif(text):
 def slapd(tmp_path):
     """Factory: slapd(**kw) -> Slapd, started; every one is stopped at
     teardown.  See Slapd."""
-    started = []
-
-    def start(**kw):
-        s = Slapd(tmp_path, **kw)
-        started.append(s)
-        return s
-
-    yield start
-    for s in started:
-        s.terminate()
-    errors = []
-    for s in started:
-        try:
-            s.stop()
-        except Exception as e:  # stop the others, then report
-            errors.append(e)
-    if errors:
-        raise errors[0]
+    yield from server_factory(Slapd, tmp_path)
