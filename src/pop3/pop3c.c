@@ -162,10 +162,12 @@ pop3c_xclient(struct pop3c *c)
 static void
 pop3c_ready(struct pop3c *c, const char *greeting, size_t len)
 {
-	bool gone;
+	bool gone = false;
 
 	c->step = C_READY;
-	POP3C_CALLBACK(c, gone, c->cbs->ready(c, c->arg, greeting, len));
+	if (c->cbs->ready != NULL)
+		POP3C_CALLBACK(c, gone, c->cbs->ready(c, c->arg, greeting,
+		    len));
 	if (!gone)
 		pop3c_flush(c);
 }

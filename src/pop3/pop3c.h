@@ -55,8 +55,8 @@ struct pop3c_params {
 };
 
 struct pop3c_cbs {
-	/* ready: greeted (and TLS, XCLIENT done); commands may follow
-	 * (they may also be queued before). */
+	/* ready (optional): greeted (and TLS, XCLIENT done); commands
+	 * queued before go now.  line: needed for POP3C_LINES only. */
 	void	(*ready)(struct pop3c *c, void *arg, const char *greeting,
 		    size_t len);
 	void	(*status)(struct pop3c *c, void *arg, void *tag, bool ok,

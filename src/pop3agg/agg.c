@@ -31,13 +31,11 @@
 #include "net/listen.h"
 #include "pop3/pop3_cmd.h"
 #include "pop3/pop3c.h"
+#include "pop3/pop3s.h"
 #include "pop3agg/agg.h"
 #include "registry/registry.h"
 
 #define AGG_MOD			"pop3-agg"
-#define AGG_INPUT_MAX		(16 * 1024)
-#define AGG_RELAY_HIGH		(256 * 1024)
-#define AGG_RELAY_LOW		(64 * 1024)
 #define AGG_MAX_MESSAGES	100000	/* per backend account */
 #define AGG_UIDL_MAX		70	/* RFC 1939 7 */
 #define AGG_MAX_SERVICES	8
@@ -115,13 +113,11 @@ struct agg;
 
 struct asess {
 	struct agg		*a;
-	struct net_conn		*c;
+	struct pop3s		*ps;		/* the client */
+	struct net_conn		*c;		/* its connection */
 	struct asess		*prev, *next;
 	enum sess_state		 st;
 	bool			 busy;
-	bool			 eof;
-	bool			 greeted;
-	bool			 implicit_tls;
 	bool			 logged_in;
 	bool			 quit;
 	bool			 retr_started;
@@ -333,7 +329,7 @@ sess_free(struct asess *s)
 		a->sessions = s->next;
 	if (s->next)
 		s->next->prev = s->prev;
-	net_conn_free(&s->c);
+	pop3s_free(&s->ps);
 	a->n.sessions_active--;
 	free(s);
 }
@@ -346,8 +342,7 @@ sess_close(struct asess *s)
 		return;
 	s->st = S_CLOSING;
 	s->busy = true;
-	net_conn_reading(s->c, false);
-	net_conn_watch_drain(s->c, 0);
+	pop3s_close(s->ps);
 }
 
 /* ---------------------------------------------------------------- */
@@ -583,9 +578,9 @@ leg_moved_cb(struct pop3c *c, void *arg, void *tag)
 	struct asess *s = l->s;
 
 	(void)tag;
-	if (net_conn_output_len(s->c) > AGG_RELAY_HIGH) {
+	if (net_conn_output_len(s->c) > POP3S_OUT_HIGH) {
 		pop3c_reading(c, false);
-		net_conn_watch_drain(s->c, AGG_RELAY_LOW);
+		net_conn_watch_drain(s->c, POP3S_OUT_LOW);
 	}
 }
 
@@ -1011,12 +1006,7 @@ sess_stls(struct asess *s)
 		sess_reply(s, "-ERR STLS only once, before USER");
 		return;
 	}
-	sess_reply(s, "+OK Begin TLS negotiation");
-	if (net_conn_accepttls(s->c, s->a->srv_ctx) != 0) {
-		sess_close(s);
-		return;
-	}
-	s->busy = true;
+	pop3s_stls(s->ps, s->a->srv_ctx);
 }
 
 static void
@@ -1327,148 +1317,117 @@ sess_trans_cmd(struct asess *s, const struct pop3_cmd *cmd)
 static void
 sess_process(struct asess *s)
 {
-	struct pop3_cmd cmd;
-	const char *p, *why;
-	size_t n;
-	enum pop3_parse pr;
-
-	while (!s->busy && s->st != S_CLOSING) {
-		if (net_conn_output_len(s->c) > AGG_RELAY_HIGH) {
-			net_conn_watch_drain(s->c, AGG_RELAY_LOW);
-			return;
-		}
-		switch (net_conn_line(s->c, POP3_LINE_MAX, &p, &n)) {
-		case NET_LINE_AGAIN:
-			if (s->eof)
-				sess_close(s);
-			return;
-		case NET_LINE_TOO_LONG:
-			sess_reply(s, "-ERR command line too long (255 octets "
-			    "at most)");
-			sess_close(s);
-			return;
-		case NET_LINE_OK:
-			break;
-		}
-		if (s->st == S_SASL) {
-			s->st = S_AUTH;
-			sess_auth_plain(s, p, n);
-			net_conn_line_done(s->c);
-			continue;
-		}
-		pr = pop3_cmd_parse(p, n, &cmd, &why);
-		if (pr != POP3_OK) {
-			net_conn_sendf(s->c, "-ERR %s\r\n", why);
-			net_conn_line_done(s->c);
-			continue;
-		}
-		if (s->st == S_AUTH)
-			sess_auth_cmd(s, &cmd);
-		else
-			sess_trans_cmd(s, &cmd);
-		net_conn_line_done(s->c);
-	}
+	pop3s_process(s->ps);
 }
 
 static void
-sess_greet(struct asess *s)
-{
-	s->greeted = true;
-	net_conn_sendf(s->c, "+OK mailroom POP3 ready %s\r\n", s->stamp);
-	sess_process(s);
-}
-
-static void
-sess_client_readable(struct net_conn *c, void *arg)
-{
-	(void)c;
-	sess_process(arg);
-}
-
-static void
-sess_client_failed(struct net_conn *c, void *arg, int err, const char *what)
+sess_greet(void *arg)
 {
 	struct asess *s = arg;
 
-	(void)c;
-	if (err == MR_ECLOSED && s->st != S_CLOSING && s->greeted &&
-	    net_conn_input_len(s->c) > 0) {
-		/* Half-closed with commands pending: answer them first. */
-		s->eof = true;
-		sess_process(s);
-		return;
-	}
-	mr_log_debug(AGG_MOD, "event=client-gone client=%s state=%d why=%s",
-	    net_conn_peer(s->c), (int)s->st, mr_q(what, (size_t)-1));
-	sess_free(s);
+	net_conn_sendf(s->c, "+OK mailroom POP3 ready %s\r\n", s->stamp);
+}
+
+static bool
+sess_ready(void *arg)
+{
+	const struct asess *s = arg;
+
+	return !s->busy && s->st != S_CLOSING;
+}
+
+/* sess_line - the AUTH PLAIN response, the one line not a command. */
+static bool
+sess_line(void *arg, const char *p, size_t n)
+{
+	struct asess *s = arg;
+
+	if (s->st != S_SASL)
+		return false;
+	s->st = S_AUTH;
+	sess_auth_plain(s, p, n);
+	return true;
 }
 
 static void
-sess_client_drained(struct net_conn *c, void *arg)
+sess_command(void *arg, const struct pop3_cmd *cmd, const char *line,
+    size_t len)
+{
+	struct asess *s = arg;
+
+	(void)line;
+	(void)len;
+	if (s->st == S_AUTH)
+		sess_auth_cmd(s, cmd);
+	else
+		sess_trans_cmd(s, cmd);
+}
+
+static void
+sess_bad(void *arg, enum pop3_parse pr, const char *why)
+{
+	struct asess *s = arg;
+
+	(void)pr;
+	net_conn_sendf(s->c, "-ERR %s\r\n", why);
+}
+
+/* sess_drained - a body paused on a slow client goes on. */
+static bool
+sess_drained(void *arg)
 {
 	struct asess *s = arg;
 	size_t i;
 
-	(void)c;
-	if (s->st == S_CLOSING) {
-		sess_free(s);
-		return;
-	}
-	if (s->st == S_RETR) {
-		for (i = 0; i < s->nlegs; i++)
-			if (s->legs[i].st == L_BUSY && s->legs[i].c != NULL)
-				pop3c_reading(s->legs[i].c, true);
-		return;
-	}
-	sess_process(s);
+	if (s->st != S_RETR)
+		return false;
+	for (i = 0; i < s->nlegs; i++)
+		if (s->legs[i].st == L_BUSY && s->legs[i].c != NULL)
+			pop3c_reading(s->legs[i].c, true);
+	return true;
 }
 
 static void
-sess_client_tls_done(struct net_conn *c, void *arg)
+sess_gone(void *arg)
 {
 	struct asess *s = arg;
 
-	(void)c;
-	s->busy = false;
-	if (s->implicit_tls && !s->greeted) {
-		sess_greet(s);
-		return;
-	}
-	sess_process(s);
+	mr_log_debug(AGG_MOD, "event=client-gone client=%s state=%d",
+	    net_conn_peer(s->c), (int)s->st);
+	sess_free(s);
 }
 
-static const struct net_conn_cbs sess_client_cbs = {
-	.readable = sess_client_readable,
-	.failed = sess_client_failed,
-	.drained = sess_client_drained,
-	.tls_done = sess_client_tls_done,
+static const struct pop3s_ops sess_ops = {
+	.greet = sess_greet,
+	.ready = sess_ready,
+	.line = sess_line,
+	.command = sess_command,
+	.bad = sess_bad,
+	.drained = sess_drained,
+	.gone = sess_gone,
 };
 
 static void
 agg_accept_any(int fd, const struct sockaddr *peer, socklen_t peerlen,
     void *arg, bool implicit_tls)
 {
-	static const char busy[] = "-ERR [SYS/TEMP] too many connections, "
-	    "try again later\r\n";
 	struct agg *a = arg;
 	struct asess *s;
-	ssize_t w;
 
 	if (a->n.sessions_active >= (uint64_t)a->cfg->pop3_proxy_max_sessions) {
 		a->n.sessions_refused++;
-		w = write(fd, busy, sizeof(busy) - 1);
-		(void)w;
-		close(fd);
+		pop3s_refuse(fd);
 		return;
 	}
 	s = xcalloc(1, sizeof(*s));
 	s->a = a;
-	s->c = net_conn_accept(a->base, fd, peer, peerlen, &sess_client_cbs,
-	    s);
-	if (s->c == NULL) {
+	s->ps = pop3s_accept(a->base, fd, peer, peerlen,
+	    (unsigned)a->cfg->pop3_proxy_idle_timeout, &sess_ops, s);
+	if (s->ps == NULL) {
 		free(s);
 		return;
 	}
+	s->c = pop3s_conn(s->ps);
 	s->timer = evtimer_new(a->base, sess_deadline, s);
 	s->started = mr_clock_ms();
 	s->started_wall = (int64_t)time(NULL) * 1000;
@@ -1476,22 +1435,13 @@ agg_accept_any(int fd, const struct sockaddr *peer, socklen_t peerlen,
 	snprintf(s->stamp, sizeof(s->stamp), "<%ld.%llu.%lld@%s>",
 	    (long)getpid(), (unsigned long long)++a->stamps,
 	    (long long)time(NULL), a->hostname);
-	net_conn_read_timeout(s->c, (unsigned)a->cfg->pop3_proxy_idle_timeout);
-	net_conn_input_limit(s->c, AGG_INPUT_MAX);
 	s->next = a->sessions;
 	if (s->next)
 		s->next->prev = s;
 	a->sessions = s;
 	a->n.sessions++;
 	a->n.sessions_active++;
-	if (!implicit_tls) {
-		sess_greet(s);
-		return;
-	}
-	s->implicit_tls = true;
-	s->busy = true;
-	if (net_conn_accepttls(s->c, a->srv_ctx) != 0)
-		sess_close(s);
+	pop3s_start(s->ps, implicit_tls ? a->srv_ctx : NULL);
 }
 
 static void

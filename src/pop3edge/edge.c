@@ -28,14 +28,12 @@
 #include "net/conn.h"
 #include "net/listen.h"
 #include "pop3/pop3_cmd.h"
+#include "pop3/pop3c.h"
+#include "pop3/pop3s.h"
 #include "pop3edge/edge.h"
 #include "pop3edge/utable.h"
 
 #define EDGE_MOD		"pop3-proxy"
-#define EDGE_REPLY_MAX		510	/* RFC 2449 4: 512 with CRLF */
-#define EDGE_RELAY_HIGH		(256 * 1024)	/* pause the backend */
-#define EDGE_RELAY_LOW		(64 * 1024)	/* resume it */
-#define EDGE_INPUT_MAX		(16 * 1024)	/* client bytes read ahead */
 /* Under the demand rule alone the interval still ends after a day, in
  * case notifications are lost (seed: "a more robust system"). */
 #define EDGE_DEMAND_SAFETY_MS	(24ULL * 3600 * 1000)
@@ -49,27 +47,25 @@ enum sess_state {
 	S_CLOSING,	/* the last reply is being written */
 };
 
-/* What the backend connection is doing. */
+/* What the session waits for from the backend (also the pop3c tag). */
 enum back_step {
 	B_NONE,		/* no connection */
-	B_CONNECTING,
-	B_TLS,		/* TLS handshake (backend_tls = tls, or after STLS) */
-	B_GREETING,	/* waiting for +OK greeting */
-	B_STLS,		/* STLS sent */
-	B_XCLIENT,	/* XCLIENT sent */
+	B_READY,	/* connected (or connecting), nothing due */
 	B_USER,		/* USER sent */
 	B_PASS,		/* PASS sent */
-	B_READY,	/* logged in or waiting for PASS: idle */
 	B_REPLY,	/* a relayed command's status line */
 	B_BODY,		/* a relayed multi-line body */
 	B_STAT,		/* STAT of a held QUIT */
 	B_QUIT,		/* QUIT sent */
 };
+#define TAG(b)		((void *)(uintptr_t)(b))
+#define UNTAG(p)	((enum back_step)(uintptr_t)(p))
 
 struct esess {
 	struct edge		*e;
-	struct net_conn		*c;		/* the client */
-	struct net_conn		*b;		/* the backend, or NULL */
+	struct pop3s		*ps;		/* the client */
+	struct net_conn		*c;		/* its connection */
+	struct pop3c		*b;		/* the backend, or NULL */
 	struct event		*timer;		/* session timer (local) */
 	struct esess		*prev, *next;
 	enum sess_state		 st;
@@ -77,13 +73,8 @@ struct esess {
 	bool			 busy;		/* a reply is pending */
 	bool			 have_user;
 	bool			 user_sent;	/* the backend has our USER */
-	bool			 body_start;	/* body: at a line start */
 	bool			 holds_lock;	/* this session locked the
 						 * user's entry */
-	bool			 greeted;	/* our greeting was sent */
-	bool			 eof;		/* the client sent all it will */
-	bool			 implicit_tls;	/* POP3S: TLS before all */
-	bool			 xclient_ok;	/* the backend takes XCLIENT */
 	uint64_t		 sent_at;	/* PASS sent: for latency */
 	long			 stat_count;	/* STAT of a held QUIT */
 	uint16_t		 notes_seen;	/* the entry's notes at login */
@@ -96,9 +87,8 @@ struct esess {
 	char			 user[UTABLE_NAME_MAX + 1];
 	char			 pass[POP3_LINE_MAX + 1];	/* cleansed
 							 * after use */
-	char			 line[POP3_LINE_MAX + 3];	/* relayed */
-	size_t			 linelen;
-	struct pop3_cmd		 cmd;		/* the relayed command */
+	bool			 multiline;	/* the relayed command's
+						 * +OK has a body */
 };
 
 struct edge {
@@ -128,11 +118,9 @@ struct edge {
 
 static void sess_process(struct esess *s);
 static void sess_close(struct esess *s);
-static void sess_backend_step(struct esess *s);
 static uint64_t edge_interval(const struct edge *e);
 
-static const struct net_conn_cbs sess_client_cbs;
-static const struct net_conn_cbs sess_backend_cbs;
+static const struct pop3c_cbs sess_backend_cbs;
 
 /* ---------------------------------------------------------------- */
 /* Replies                                                           */
@@ -295,7 +283,7 @@ sess_backend_close(struct esess *s)
 {
 	if (s->b == NULL)
 		return;
-	net_conn_free(&s->b);
+	pop3c_free(&s->b);
 	s->e->backend_open--;
 }
 
@@ -338,12 +326,11 @@ sess_free(struct esess *s)
 		e->sessions = s->next;
 	if (s->next)
 		s->next->prev = s->prev;
-	net_conn_free(&s->c);
+	pop3s_free(&s->ps);
 	sess_backend_close(s);
 	if (s->timer)
 		event_free(s->timer);
 	OPENSSL_cleanse(s->pass, sizeof(s->pass));
-	OPENSSL_cleanse(s->line, sizeof(s->line));
 	e->n.sessions_active--;
 	free(s);
 }
@@ -359,8 +346,7 @@ sess_close(struct esess *s)
 	s->st = S_CLOSING;
 	sess_backend_close(s);
 	s->bs = B_NONE;
-	net_conn_reading(s->c, false);
-	net_conn_watch_drain(s->c, 0);
+	pop3s_close(s->ps);
 }
 
 /* sess_find_user - the session's entry for s->user: found (Idle ->
@@ -400,60 +386,57 @@ sess_take_user(struct esess *s, bool *existed_r)
 /* The backend                                                       */
 /* ---------------------------------------------------------------- */
 
-/* sess_backend_wait - a reply is due: bound the wait. */
-static void
-sess_backend_wait(struct esess *s, enum back_step next)
-{
-	s->bs = next;
-	net_conn_read_timeout(s->b,
-	    (unsigned)s->e->cfg->pop3_proxy_backend_timeout);
-}
-
-/* sess_backend_ready - no reply is due: the backend may stay silent as
- * long as the client does (the client's idle timer governs). */
-static void
-sess_backend_ready(struct esess *s)
-{
-	s->bs = B_READY;
-	if (s->b != NULL)
-		net_conn_read_timeout(s->b, 0);
-}
-
-/* sess_backend_send - "VERB arg" to the backend; then wait in next. */
+/* sess_backend_send - "VERB arg" to the backend; its reply is awaited
+ * in step next.  The backend connection bounds the wait. */
 static void
 sess_backend_send(struct esess *s, enum back_step next, const char *verb,
     const char *arg, size_t len)
 {
-	net_conn_sendf(s->b, "%s %.*s\r\n", verb,
-	    (int)len, arg);
-	sess_backend_wait(s, next);
+	s->bs = next;
+	if (pop3c_send(s->b, POP3C_NONE, NULL, TAG(next), "%s %.*s", verb,
+	    (int)len, arg) != 0)
+		mr_log_warn(EDGE_MOD, "event=backend-error error=%s",
+		    "\"a command too long for the backend\"");
 	if (next == B_PASS) {
 		s->sent_at = mr_clock_ms();
 		s->e->n.checks_passed++;
 	}
 }
 
-/* sess_backend_open - connect, then greeting, XCLIENT, USER, and on to
- * what the session needs (sess_backend_step decides). */
+/*
+ * sess_backend_open - connect (TLS, greeting and XCLIENT are pop3c's)
+ * with our USER queued behind; what follows its reply is decided by
+ * sess_backend_status().
+ */
 static int
 sess_backend_open(struct esess *s)
 {
 	struct edge *e = s->e;
-	int err = 0;
+	const struct mr_config *cfg = e->cfg;
+	struct pop3c_params p;
+	const char *why = NULL;
 
-	s->b = net_conn_connect(e->base, (struct sockaddr *)&e->backend,
-	    e->backend_len, (unsigned)e->cfg->pop3_proxy_backend_timeout,
-	    &sess_backend_cbs, s, &err);
+	memset(&p, 0, sizeof(p));
+	p.addr = (const struct sockaddr *)&e->backend;
+	p.addrlen = e->backend_len;
+	p.tls = cfg->pop3_proxy_backend_tls == CONF_BTLS_TLS ?
+	    POP3C_TLS_IMPLICIT : cfg->pop3_proxy_backend_tls ==
+	    CONF_BTLS_STLS ? POP3C_TLS_STLS : POP3C_TLS_NONE;
+	p.ctx = e->cli_ctx;
+	p.servername = e->backend_host;
+	p.verify = cfg->pop3_proxy_backend_tls_verify;
+	p.timeout_ms = (unsigned)cfg->pop3_proxy_backend_timeout;
+	p.client = cfg->pop3_proxy_xclient ? net_conn_peer_addr(s->c) : NULL;
+	s->b = pop3c_open(e->base, &p, &sess_backend_cbs, s, &why);
 	if (s->b == NULL) {
 		mr_log_warn(EDGE_MOD, "event=backend-error error=%s",
-		    mr_q(mr_strerror(err), (size_t)-1));
+		    mr_q(why, (size_t)-1));
 		return -1;
 	}
-	net_conn_read_timeout(s->b, (unsigned)e->cfg->pop3_proxy_backend_timeout);
 	e->n.backend_sessions++;
 	e->backend_open++;
-	s->bs = B_CONNECTING;
 	s->user_sent = false;
+	sess_backend_send(s, B_USER, "USER", s->user, s->userlen);
 	return 0;
 }
 
@@ -526,70 +509,11 @@ sess_backend_fail(struct esess *s, const char *why)
 	sess_close(s);
 }
 
-/* sess_backend_line - the next status line, or NULL (wait, or failed:
- * check s->b). */
-static const char *
-sess_backend_line(struct esess *s, size_t *len_r)
-{
-	const char *p;
-
-	switch (net_conn_line(s->b, EDGE_REPLY_MAX, &p, len_r)) {
-	case NET_LINE_OK:
-		return p;
-	case NET_LINE_AGAIN:
-		return NULL;
-	case NET_LINE_TOO_LONG:
-		break;
-	}
-	sess_backend_fail(s, "reply line too long");
-	return NULL;
-}
-
-static bool
-is_ok(const char *p, size_t n)
-{
-	return n >= 3 && memcmp(p, "+OK", 3) == 0 && (n == 3 || p[3] == ' ');
-}
-
 /* sess_relay_status - the backend's status line to the client as is. */
 static void
 sess_relay_status(struct esess *s, const char *p, size_t n)
 {
 	net_conn_sendf(s->c, "%.*s\r\n", (int)n, p);
-}
-
-/*
- * sess_relay_body - move a multi-line body to the client up to and with
- * its terminating ".", as it comes; true when it is complete.  The last
- * four octets stay behind until more come, so a terminator split across
- * reads is still seen.
- */
-static bool
-sess_relay_body(struct esess *s)
-{
-	struct evbuffer *in = net_conn_input(s->b), *out = net_conn_output(s->c);
-	struct evbuffer_ptr pos;
-	size_t len;
-	unsigned char head[3];
-
-	len = evbuffer_get_length(in);
-	if (s->body_start && len >= 3) {
-		evbuffer_copyout(in, head, 3);
-		if (memcmp(head, ".\r\n", 3) == 0) {
-			evbuffer_remove_buffer(in, out, 3);
-			return true;
-		}
-	}
-	pos = evbuffer_search(in, "\r\n.\r\n", 5, NULL);
-	if (pos.pos >= 0) {
-		evbuffer_remove_buffer(in, out, (size_t)pos.pos + 5);
-		return true;
-	}
-	if (len > 4) {
-		evbuffer_remove_buffer(in, out, len - 4);
-		s->body_start = false;
-	}
-	return false;
 }
 
 /* sess_login_ok - the backend said +OK to PASS: remember the verifier
@@ -616,7 +540,7 @@ sess_login_ok(struct esess *s, const char *p, size_t n)
 	}
 	OPENSSL_cleanse(s->pass, sizeof(s->pass));
 	s->st = S_RELAY;
-	sess_backend_ready(s);
+	s->bs = B_READY;
 	s->busy = false;
 	sess_relay_status(s, p, n);
 	mr_log_info(EDGE_MOD, "event=login client=%s user=%s answer=backend",
@@ -634,7 +558,7 @@ sess_login_failed(struct esess *s, const char *p, size_t n)
 	    net_conn_peer(s->c), mr_q(s->user, s->userlen));
 	/* RFC 1939: after a failed PASS the client starts again with USER. */
 	sess_forget_login(s);
-	sess_backend_ready(s);
+	s->bs = B_READY;
 	s->busy = false;
 	s->st = S_AUTH;
 	sess_relay_status(s, p, n);
@@ -651,7 +575,7 @@ sess_stat_count(const char *p, size_t n)
 	long v = 0;
 	size_t i = 4;
 
-	if (!is_ok(p, n) || n < 5)
+	if (!pop3c_is_ok(p, n) || n < 5)
 		return -1;
 	if (p[i] < '0' || p[i] > '9')
 		return -1;
@@ -661,265 +585,114 @@ sess_stat_count(const char *p, size_t n)
 }
 
 /*
- * sess_backend_login - after the greeting (and TLS): XCLIENT when the
- * backend takes it, then USER.
+ * sess_backend_status - the backend's status line to what the session
+ * sent.  A relayed command's body (if any) and its end come through
+ * sess_backend_moved() and sess_backend_done().
  */
 static void
-sess_backend_login(struct esess *s)
+sess_backend_status(struct pop3c *c, void *arg, void *tag, bool ok,
+    const char *p, size_t n)
 {
-	const struct sockaddr *sa = net_conn_peer_addr(s->c);
-	char host[INET6_ADDRSTRLEN] = "";
-	unsigned port = 0;
-
-	if (!s->e->cfg->pop3_proxy_xclient || !s->xclient_ok) {
-		sess_backend_send(s, B_USER, "USER", s->user, s->userlen);
-		return;
-	}
-	if (sa->sa_family == AF_INET) {
-		const struct sockaddr_in *s4 = (const void *)sa;
-
-		inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
-		port = ntohs(s4->sin_port);
-	} else if (sa->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *s6 = (const void *)sa;
-
-		inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
-		port = ntohs(s6->sin6_port);
-	}
-	net_conn_sendf(s->b,
-	    "XCLIENT ADDR=%s PORT=%u\r\n", host, port);
-	s->bs = B_XCLIENT;
-}
-
-/*
- * sess_backend_step - act on what the backend sent, in the step the
- * connection is in.  Called when backend input arrives, and when the
- * session hands the backend a new job in B_READY.
- */
-static void
-sess_backend_step(struct esess *s)
-{
+	struct esess *s = arg;
 	struct edge *e = s->e;
-	char status[EDGE_REPLY_MAX + 1];
-	const char *p;
-	size_t n;
 
-	while (s->b != NULL) {
-		switch (s->bs) {
-		case B_NONE:
-			return;
-		case B_TLS:
-			return;
-		case B_CONNECTING:
-			/* Data first: on loopback the greeting can be read
-			 * before the connect event is delivered. */
-			if (net_conn_input_len(s->b) == 0 ||
-			    e->cfg->pop3_proxy_backend_tls == CONF_BTLS_TLS)
-				return;
-			s->bs = B_GREETING;
-			continue;
-		case B_READY:
-			if (net_conn_input_len(s->b) > 0) {
-				sess_backend_fail(s, "unexpected data");
-				return;
-			}
-			return;
-		case B_BODY:
-			if (!sess_relay_body(s)) {
-				if (net_conn_output_len(s->c) >
-				    EDGE_RELAY_HIGH) {
-					net_conn_reading(s->b, false);
-					net_conn_watch_drain(s->c,
-					    EDGE_RELAY_LOW);
-				}
-				return;
-			}
-			sess_backend_ready(s);
-			s->busy = false;
-			sess_process(s);
-			continue;
-		default:
-			break;
-		}
-		if ((p = sess_backend_line(s, &n)) == NULL)
-			return;
-		/* A copy: what follows may close the backend connection. */
-		memcpy(status, p, n);
-		status[n] = '\0';
-		p = status;
-		net_conn_line_done(s->b);
-		switch (s->bs) {
-		case B_GREETING:
-			if (!is_ok(p, n)) {
-				sess_backend_fail(s, "no +OK greeting");
-				return;
-			}
-			/* Dovecot marks a greeting to a trusted proxy with
-			 * [XCLIENT] (its CAPA does not list it); elsewhere
-			 * XCLIENT would be an unknown command. */
-			s->xclient_ok = memmem(p, n, "[XCLIENT]", 9) != NULL;
-			if (e->cfg->pop3_proxy_backend_tls == CONF_BTLS_STLS) {
-				net_conn_sendf(s->b,
-				    "STLS\r\n");
-				s->bs = B_STLS;
-				continue;
-			}
-			sess_backend_login(s);
-			continue;
-		case B_STLS:
-			if (!is_ok(p, n)) {
-				sess_backend_fail(s, "the backend refused STLS");
-				return;
-			}
-			if (net_conn_starttls(s->b, e->cli_ctx, e->backend_host,
-			    e->cfg->pop3_proxy_backend_tls_verify) != 0) {
-				sess_backend_fail(s, "cannot start TLS (data "
-				    "after the STLS reply?)");
-				return;
-			}
-			s->bs = B_TLS;
-			return;
-		case B_XCLIENT:
-			/* Refused: the backend sees the proxy's address,
-			 * which is all that is lost. */
-			if (!is_ok(p, n))
-				mr_log_debug(EDGE_MOD, "event=xclient-refused "
-				    "reply=%s", mr_q(p, n));
-			sess_backend_send(s, B_USER, "USER", s->user,
-			    s->userlen);
-			continue;
-		case B_USER:
-			if (s->passlen == 0) {
-				/* The client's own USER (None state): its
-				 * answer is the backend's. */
-				sess_relay_status(s, p, n);
-				s->user_sent = is_ok(p, n);
-				if (!s->user_sent)
-					sess_forget_login(s);
-				sess_backend_ready(s);
-				s->busy = false;
-				sess_process(s);
-				continue;
-			}
-			if (!is_ok(p, n)) {
-				sess_login_failed(s, p, n);
-				sess_process(s);
-				continue;
-			}
-			s->user_sent = true;
-			sess_backend_send(s, B_PASS, "PASS", s->pass,
-			    s->passlen);
-			continue;
-		case B_PASS:
-			if (is_ok(p, n)) {
-				/* Latency of good logins only: failures are
-				 * delayed on purpose by the backend. */
-				e->latency_ms = 0.8 * e->latency_ms + 0.2 *
-				    (double)(mr_clock_ms() - s->sent_at);
-				sess_login_ok(s, p, n);
-			} else {
-				sess_login_failed(s, p, n);
-			}
-			sess_process(s);
-			continue;
-		case B_REPLY:
+	(void)c;
+	switch (UNTAG(tag)) {
+	case B_USER:
+		if (s->passlen == 0) {
+			/* The client's own USER (None state): its answer is
+			 * the backend's. */
 			sess_relay_status(s, p, n);
-			if (is_ok(p, n) && pop3_multiline(&s->cmd)) {
-					s->bs = B_BODY;
-				s->body_start = true;
-				continue;
-			}
-			sess_backend_ready(s);
+			s->user_sent = ok;
+			if (!ok)
+				sess_forget_login(s);
+			s->bs = B_READY;
 			s->busy = false;
 			sess_process(s);
-			continue;
-		case B_STAT:
-			s->stat_count = sess_stat_count(p, n);
-			net_conn_sendf(s->b, "QUIT\r\n");
-			sess_backend_wait(s, B_QUIT);
-			continue;
-		case B_QUIT:
-			/* The seed: no message left stamps the mailbox empty
-			 * now; anything else forgets.  Only once the backend
-			 * confirmed the QUIT, and only if no notification came
-			 * since the login (its STAT shows the mailbox as it was
-			 * at the login). */
-			if (s->uid != UTABLE_NONE) {
-				struct utable_entry *u = utable_get(e->users,
-				    s->uid);
-
-				u->empty_at = is_ok(p, n) && s->stat_count == 0 &&
-				    u->notes == s->notes_seen ? mr_clock_ms() : 0;
-			}
-			sess_relay_status(s, p, n);
-			s->busy = false;
-			sess_close(s);
-			return;
-		default:
 			return;
 		}
-	}
-}
-
-static void
-sess_backend_connected(struct net_conn *c, void *arg)
-{
-	struct esess *s = arg;
-
-	(void)c;
-	if (s->bs != B_CONNECTING)
-		return;
-	if (s->e->cfg->pop3_proxy_backend_tls == CONF_BTLS_TLS) {
-		if (net_conn_starttls(s->b, s->e->cli_ctx, s->e->backend_host,
-		    s->e->cfg->pop3_proxy_backend_tls_verify) != 0) {
-			sess_backend_fail(s, "cannot start TLS");
+		if (!ok) {
+			sess_login_failed(s, p, n);
+			sess_process(s);
 			return;
 		}
-		s->bs = B_TLS;
+		s->user_sent = true;
+		sess_backend_send(s, B_PASS, "PASS", s->pass, s->passlen);
+		return;
+	case B_PASS:
+		if (ok) {
+			/* Latency of good logins only: failures are delayed
+			 * on purpose by the backend. */
+			e->latency_ms = 0.8 * e->latency_ms + 0.2 *
+			    (double)(mr_clock_ms() - s->sent_at);
+			sess_login_ok(s, p, n);
+		} else
+			sess_login_failed(s, p, n);
+		sess_process(s);
+		return;
+	case B_REPLY:
+		sess_relay_status(s, p, n);
+		if (ok && s->multiline)
+			s->bs = B_BODY;
+		return;
+	case B_STAT:
+		s->stat_count = sess_stat_count(p, n);
+		s->bs = B_QUIT;
+		(void)pop3c_send(s->b, POP3C_NONE, NULL, TAG(B_QUIT), "QUIT");
+		return;
+	case B_QUIT:
+		/* The seed: no message left stamps the mailbox empty now;
+		 * anything else forgets.  Only once the backend confirmed the
+		 * QUIT, and only if no notification came since the login
+		 * (its STAT shows the mailbox as it was at the login). */
+		if (s->uid != UTABLE_NONE) {
+			struct utable_entry *u = utable_get(e->users, s->uid);
+
+			u->empty_at = ok && s->stat_count == 0 &&
+			    u->notes == s->notes_seen ? mr_clock_ms() : 0;
+		}
+		sess_relay_status(s, p, n);
+		s->busy = false;
+		sess_close(s);
+		return;
+	default:
 		return;
 	}
-	s->bs = B_GREETING;
-	sess_backend_step(s);
 }
 
-/* sess_backend_tls_done - POP3S: the greeting comes next; after STLS:
- * log in (POP3 sends no second greeting). */
+/* sess_backend_moved - body octets went to the client: a client that
+ * does not read them pauses the backend. */
 static void
-sess_backend_tls_done(struct net_conn *c, void *arg)
+sess_backend_moved(struct pop3c *c, void *arg, void *tag)
+{
+	struct esess *s = arg;
+
+	(void)tag;
+	if (net_conn_output_len(s->c) > POP3S_OUT_HIGH) {
+		pop3c_reading(c, false);
+		net_conn_watch_drain(s->c, POP3S_OUT_LOW);
+	}
+}
+
+static void
+sess_backend_done(struct pop3c *c, void *arg, void *tag)
 {
 	struct esess *s = arg;
 
 	(void)c;
-	if (s->e->cfg->pop3_proxy_backend_tls == CONF_BTLS_TLS) {
-		s->bs = B_GREETING;
-		sess_backend_step(s);
+	if (UNTAG(tag) != B_REPLY)
 		return;
-	}
-	sess_backend_login(s);
-	sess_backend_step(s);
+	s->bs = B_READY;
+	s->busy = false;
+	sess_process(s);
 }
 
 static void
-sess_backend_readable(struct net_conn *c, void *arg)
-{
-	(void)c;
-	sess_backend_step(arg);
-}
-
-static void
-sess_backend_failed(struct net_conn *c, void *arg, int err, const char *what)
+sess_backend_failed(struct pop3c *c, void *arg, const char *why)
 {
 	struct esess *s = arg;
 
 	(void)c;
-	(void)err;
-	/* What came before the end is still the backend's answer (over TLS
-	 * the close can be reported with its last reply unread). */
-	if (net_conn_input_len(s->b) > 0) {
-		sess_backend_step(s);
-		if (s->b == NULL || s->st == S_CLOSING)
-			return;
-	}
 	if (s->bs == B_QUIT) {
 		/* No reply to QUIT: whether the deletions were made is not
 		 * known, so no +OK. */
@@ -931,16 +704,13 @@ sess_backend_failed(struct net_conn *c, void *arg, int err, const char *what)
 		sess_close(s);
 		return;
 	}
-	sess_backend_fail(s, what);
+	sess_backend_fail(s, why);
 }
 
-static void
-sess_client_drained(struct net_conn *c, void *arg);
-
-static const struct net_conn_cbs sess_backend_cbs = {
-	.connected = sess_backend_connected,
-	.readable = sess_backend_readable,
-	.tls_done = sess_backend_tls_done,
+static const struct pop3c_cbs sess_backend_cbs = {
+	.status = sess_backend_status,
+	.moved = sess_backend_moved,
+	.done = sess_backend_done,
 	.failed = sess_backend_failed,
 };
 
@@ -960,7 +730,7 @@ sess_login_backend(struct esess *s)
 	if (s->b == NULL) {
 		if (sess_backend_open(s) != 0)
 			sess_backend_unavailable(s);
-		return;	/* greeting, XCLIENT, USER, PASS follow */
+		return;	/* USER is queued; PASS follows its +OK */
 	}
 	if (s->user_sent)
 		sess_backend_send(s, B_PASS, "PASS", s->pass,
@@ -1163,13 +933,9 @@ sess_relay_cmd(struct esess *s, const struct pop3_cmd *cmd, const char *line,
 		 * (unless nothing is kept for the user: opted out, or no
 		 * room in the table). */
 		s->busy = true;
-		if (s->uid == UTABLE_NONE) {
-			net_conn_sendf(s->b, "QUIT\r\n");
-			sess_backend_wait(s, B_QUIT);
-			return;
-		}
-		net_conn_sendf(s->b, "STAT\r\n");
-		sess_backend_wait(s, B_STAT);
+		s->bs = s->uid == UTABLE_NONE ? B_QUIT : B_STAT;
+		(void)pop3c_send(s->b, POP3C_NONE, NULL, TAG(s->bs),
+		    s->bs == B_QUIT ? "QUIT" : "STAT");
 		return;
 	case POP3_CAPA:
 		sess_capa(s);
@@ -1187,10 +953,11 @@ sess_relay_cmd(struct esess *s, const struct pop3_cmd *cmd, const char *line,
 		sess_reply(s, "-ERR command not valid in this state");
 		return;
 	}
-	s->cmd = *cmd;
+	s->multiline = pop3_multiline(cmd);
 	s->busy = true;
-	sess_backend_wait(s, B_REPLY);
-	net_conn_sendf(s->b, "%.*s\r\n", (int)len, line);
+	s->bs = B_REPLY;
+	(void)pop3c_send(s->b, s->multiline ? POP3C_RAW : POP3C_NONE,
+	    net_conn_output(s->c), TAG(B_REPLY), "%.*s", (int)len, line);
 }
 
 /* sess_auth_cmd - the Authorization state. */
@@ -1251,14 +1018,7 @@ sess_stls(struct esess *s)
 		sess_reply(s, "-ERR STLS only once, before USER");
 		return;
 	}
-	sess_reply(s, "+OK Begin TLS negotiation");
-	/* Commands sent after STLS in plain text are not taken into the
-	 * TLS session (RFC 2595 4): such a client is dropped. */
-	if (net_conn_accepttls(s->c, s->e->srv_ctx) != 0) {
-		sess_close(s);
-		return;
-	}
-	s->busy = true;		/* until the handshake is done */
+	pop3s_stls(s->ps, s->e->srv_ctx);
 }
 
 /* sess_process - handle the client's commands until one waits for the
@@ -1266,149 +1026,108 @@ sess_stls(struct esess *s)
 static void
 sess_process(struct esess *s)
 {
-	struct pop3_cmd cmd;
-	const char *p, *why;
-	size_t n;
-	enum pop3_parse pr;
-
-	while (!s->busy && s->st != S_CLOSING) {
-		/* A client that sends and does not read: its replies wait,
-		 * and so do its further commands. */
-		if (net_conn_output_len(s->c) > EDGE_RELAY_HIGH) {
-			net_conn_watch_drain(s->c, EDGE_RELAY_LOW);
-			return;
-		}
-		switch (net_conn_line(s->c, POP3_LINE_MAX, &p, &n)) {
-		case NET_LINE_AGAIN:
-			/* Half-closed and every command answered: done (a
-			 * missing QUIT means no update, RFC 1939 6). */
-			if (s->eof)
-				sess_close(s);
-			return;
-		case NET_LINE_TOO_LONG:
-			sess_reply(s, "-ERR command line too long (255 octets "
-			    "at most)");
-			sess_close(s);
-			return;
-		case NET_LINE_OK:
-			break;
-		}
-		if (s->st == S_SASL) {
-			s->st = S_AUTH;
-			sess_auth_plain(s, p, n);
-			net_conn_line_done(s->c);
-			continue;
-		}
-		pr = pop3_cmd_parse(p, n, &cmd, &why);
-		if (pr != POP3_OK) {
-			net_conn_line_done(s->c);
-			if (s->st == S_LOCAL || s->st == S_RELAY) {
-				sess_reply(s, pr == POP3_UNKNOWN ?
-				    "-ERR unknown command" :
-				    "-ERR invalid arguments");
-				continue;
-			}
-			net_conn_sendf(s->c,
-			    "-ERR %s\r\n", why);
-			continue;
-		}
-		if (cmd.verb == POP3_STLS && s->st == S_AUTH) {
-			net_conn_line_done(s->c);
-			sess_stls(s);
-			continue;
-		}
-		switch (s->st) {
-		case S_AUTH:
-			sess_auth_cmd(s, &cmd);
-			break;
-		case S_LOCAL:
-			sess_local_cmd(s, &cmd);
-			break;
-		case S_RELAY:
-			sess_relay_cmd(s, &cmd, p, n);
-			break;
-		default:
-			break;
-		}
-		net_conn_line_done(s->c);
-	}
+	pop3s_process(s->ps);
 }
 
-static void
-sess_client_readable(struct net_conn *c, void *arg)
+static bool
+sess_ready(void *arg)
 {
-	(void)c;
-	sess_process(arg);
+	const struct esess *s = arg;
+
+	return !s->busy && s->st != S_CLOSING;
 }
 
-static void
-sess_client_failed(struct net_conn *c, void *arg, int err, const char *what)
+/* sess_line - the AUTH PLAIN response, the one line not a command. */
+static bool
+sess_line(void *arg, const char *p, size_t n)
 {
 	struct esess *s = arg;
 
-	(void)c;
-	mr_log_debug(EDGE_MOD, "event=client-gone client=%s why=%s",
-	    net_conn_peer(s->c), mr_q(what, (size_t)-1));
-	/* A client that wrote its last commands (QUIT among them) and
-	 * half-closed still has them carried out and answered. */
-	if (err == MR_ECLOSED && !s->eof && s->st != S_CLOSING &&
-	    (s->busy || net_conn_input_len(s->c) > 0)) {
-		s->eof = true;
-		sess_process(s);
+	if (s->st != S_SASL)
+		return false;
+	s->st = S_AUTH;
+	sess_auth_plain(s, p, n);
+	return true;
+}
+
+static void
+sess_bad(void *arg, enum pop3_parse pr, const char *why)
+{
+	struct esess *s = arg;
+
+	if (s->st == S_LOCAL || s->st == S_RELAY) {
+		sess_reply(s, pr == POP3_UNKNOWN ? "-ERR unknown command" :
+		    "-ERR invalid arguments");
 		return;
 	}
+	net_conn_sendf(s->c, "-ERR %s\r\n", why);
+}
+
+static void
+sess_command(void *arg, const struct pop3_cmd *cmd, const char *line,
+    size_t len)
+{
+	struct esess *s = arg;
+
+	if (cmd->verb == POP3_STLS && s->st == S_AUTH) {
+		sess_stls(s);
+		return;
+	}
+	switch (s->st) {
+	case S_AUTH:
+		sess_auth_cmd(s, cmd);
+		break;
+	case S_LOCAL:
+		sess_local_cmd(s, cmd);
+		break;
+	case S_RELAY:
+		sess_relay_cmd(s, cmd, line, len);
+		break;
+	default:
+		break;
+	}
+}
+
+static void
+sess_gone(void *arg)
+{
+	struct esess *s = arg;
+
+	mr_log_debug(EDGE_MOD, "event=client-gone client=%s",
+	    net_conn_peer(s->c));
 	/* A client that goes without QUIT: the backend is dropped without
 	 * QUIT too, so nothing it marked deleted is deleted (RFC 1939). */
 	sess_free(s);
 }
 
-static void
-sess_client_drained(struct net_conn *c, void *arg)
+/* sess_drained - a relayed body paused on a slow client goes on. */
+static bool
+sess_drained(void *arg)
 {
 	struct esess *s = arg;
 
-	(void)c;
-	if (s->st == S_CLOSING) {
-		sess_free(s);
-		return;
-	}
-	/* A relayed body paused on a slow client, or the client's own
-	 * commands waiting for it to read its replies. */
-	if (s->b != NULL && s->bs == B_BODY) {
-		net_conn_reading(s->b, true);
-		sess_backend_step(s);
-		return;
-	}
-	sess_process(s);
+	if (s->b == NULL || s->bs != B_BODY)
+		return false;
+	pop3c_reading(s->b, true);
+	return true;
 }
 
 static void
-sess_greet(struct esess *s)
+sess_greet(void *arg)
 {
 	/* No APOP timestamp: an attenuating proxy can neither check APOP
 	 * nor pass it on (the digest binds the backend's own greeting). */
-	sess_reply(s, "+OK POP3 ready");
-	s->greeted = true;
+	sess_reply(arg, "+OK POP3 ready");
 }
 
-static void
-sess_client_tls_done(struct net_conn *c, void *arg)
-{
-	struct esess *s = arg;
-
-	(void)c;
-	s->busy = false;
-	net_conn_input_limit(s->c, EDGE_INPUT_MAX);	/* the TLS filter's */
-	if (!s->greeted)
-		sess_greet(s);
-	sess_process(s);
-}
-
-static const struct net_conn_cbs sess_client_cbs = {
-	.readable = sess_client_readable,
-	.tls_done = sess_client_tls_done,
-	.failed = sess_client_failed,
-	.drained = sess_client_drained,
+static const struct pop3s_ops sess_client_ops = {
+	.greet = sess_greet,
+	.ready = sess_ready,
+	.line = sess_line,
+	.command = sess_command,
+	.bad = sess_bad,
+	.drained = sess_drained,
+	.gone = sess_gone,
 };
 
 /* ---------------------------------------------------------------- */
@@ -1419,44 +1138,31 @@ static void
 edge_accept_any(int fd, const struct sockaddr *peer, socklen_t peerlen,
     void *arg, bool implicit_tls)
 {
-	static const char busy[] = "-ERR [SYS/TEMP] too many connections, "
-	    "try again later\r\n";
 	struct edge *e = arg;
 	struct esess *s;
-	ssize_t w;
 
 	if (e->n.sessions_active >= (uint64_t)e->cfg->pop3_proxy_max_sessions) {
 		e->n.sessions_refused++;
-		w = write(fd, busy, sizeof(busy) - 1);
-		(void)w;
-		close(fd);
+		pop3s_refuse(fd);
 		return;
 	}
 	s = xcalloc(1, sizeof(*s));
 	s->e = e;
 	s->uid = UTABLE_NONE;
-	s->c = net_conn_accept(e->base, fd, peer, peerlen, &sess_client_cbs,
-	    s);
-	if (s->c == NULL) {
+	s->ps = pop3s_accept(e->base, fd, peer, peerlen,
+	    (unsigned)e->cfg->pop3_proxy_idle_timeout, &sess_client_ops, s);
+	if (s->ps == NULL) {
 		free(s);
 		return;
 	}
-	net_conn_read_timeout(s->c, (unsigned)e->cfg->pop3_proxy_idle_timeout);
-	net_conn_input_limit(s->c, EDGE_INPUT_MAX);
+	s->c = pop3s_conn(s->ps);
 	s->next = e->sessions;
 	if (s->next)
 		s->next->prev = s;
 	e->sessions = s;
 	e->n.sessions++;
 	e->n.sessions_active++;
-	if (!implicit_tls) {
-		sess_greet(s);
-		return;
-	}
-	s->implicit_tls = true;
-	s->busy = true;
-	if (net_conn_accepttls(s->c, e->srv_ctx) != 0)
-		sess_close(s);
+	pop3s_start(s->ps, implicit_tls ? e->srv_ctx : NULL);
 }
 
 static void
