@@ -69,6 +69,10 @@ class Proxy:
         line = self.proc.stdout.readline()
         assert line.startswith("listen: "), line
         self.port = int(line.rsplit(":", 1)[1])
+        if any("listen_tls" in a for a in extra):
+            line = self.proc.stdout.readline()
+            assert line.startswith("listen-tls: "), line
+            self.tls_port = int(line.rsplit(":", 1)[1])
 
     def pop3(self):
         return poplib.POP3("127.0.0.1", self.port, timeout=15)
@@ -339,6 +343,58 @@ def test_capa_and_commands_before_login(world):
         p.stat()
     with pytest.raises(poplib.error_proto, match="too long"):
         p._shortcmd("USER " + "x" * 300)
+
+
+def test_pop3s_and_stls(world, tmp_path):
+    """The aggregating proxy over POP3S and STLS, with the same limits:
+    STLS only once and before USER, and plain text smuggled behind STLS
+    is not taken into the TLS session."""
+    import ssl
+    from peers import make_cert
+    reg, _, _ = world
+    cert, key = make_cert(tmp_path / "tls", cn="pop.test")
+    proxy = reg.start(["-o", f"pop3_proxy.tls_cert={cert}",
+                       "-o", f"pop3_proxy.tls_key={key}",
+                       "-o", "pop3_proxy.listen_tls=127.0.0.1:0"])
+    ctx = ssl.create_default_context(cafile=str(cert))
+    ctx.check_hostname = False
+    c = poplib.POP3_SSL("127.0.0.1", proxy.tls_port, context=ctx,
+                        timeout=15)
+    c.user("joe")
+    c.pass_("jpw")
+    assert c.stat()[0] == 5
+    c.quit()
+    c = proxy.pop3()
+    assert "STLS" in c.capa()
+    c.stls(context=ctx)
+    assert "STLS" not in c.capa()
+    with pytest.raises(poplib.error_proto, match="STLS only once"):
+        c._shortcmd("STLS")
+    c.user("joe")
+    c.pass_("jpw")
+    assert c.stat()[0] == 5
+    c.quit()
+    c = proxy.pop3()
+    c.user("joe")
+    with pytest.raises(poplib.error_proto, match="STLS only once"):
+        c._shortcmd("STLS")
+    c.quit()
+    # STLS with a USER smuggled behind it in plain text: the connection
+    # is dropped, the USER never answered.
+    s = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
+    s.recv(512)
+    s.sendall(b"STLS\r\nUSER joe\r\n")
+    out = b""
+    try:
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            out += chunk
+    except (socket.timeout, ConnectionResetError):
+        pass
+    s.close()
+    assert out.startswith(b"+OK") and out.count(b"+OK") == 1
 
 
 # ------------------------------------------------------ partial failures
