@@ -158,6 +158,7 @@ struct mr_config {
 	bool		 pop3_proxy_aggregate;
 	long long	 pop3_proxy_auth_delay;
 	char		*pop3_proxy_accounting_file;
+	bool		 pop3_proxy_notice;
 	bool		 pop3_proxy_xclient;
 	long long	 pop3_proxy_gc_interval;
 	long long	 pop3_proxy_stats_interval;

@@ -375,6 +375,11 @@ const struct conf_param conf_params[] = {
 	  "Aggregation: append one JSON line per session here (user, client, "
 	  "backends reached and failed and why, messages and octets "
 	  "retrieved, deletions asked and applied, duration).  Empty: none." },
+	{ "pop3_proxy", "notice", CONF_BOOL, "no", 0, 0, NULL,
+	  OFF(pop3_proxy_notice),
+	  "Aggregation: when some of a user's accounts cannot be reached, add "
+	  "a short message at the end of the listing saying which and why "
+	  "(one a day for the same accounts)." },
 	{ "pop3_proxy", "xclient", CONF_BOOL, "yes", 0, 0, NULL,
 	  OFF(pop3_proxy_xclient),
 	  "Pass the client's address to the backend with XCLIENT when it "

@@ -39,6 +39,8 @@
 #define AGG_MAX_MESSAGES	100000	/* per backend account */
 #define AGG_UIDL_MAX		70	/* RFC 1939 7 */
 #define AGG_MAX_SERVICES	8
+/* The leg of the notice message (A5): no backend. */
+#define AGG_NOTICE		UINT32_MAX
 /* Failed logins per client address: a lossy table of this many slots,
  * forgotten after AGG_FAIL_WINDOW_MS without a failure. */
 #define AGG_FAIL_SLOTS		4096
@@ -136,6 +138,8 @@ struct asess {
 	uint64_t		 started;	/* mr_clock_ms */
 	int64_t			 started_wall;
 	uint64_t		 retrieved, retrieved_bytes;
+	struct mr_buf		 notice;	/* the notice message, or empty */
+	char			 notice_uidl[48];
 };
 
 struct failslot {
@@ -321,6 +325,7 @@ sess_free(struct asess *s)
 		leg_release(&s->legs[i]);
 	free(s->legs);
 	free(s->msgs);
+	mr_buf_release(&s->notice);
 	if (s->timer != NULL)
 		event_free(s->timer);
 	if (s->prev)
@@ -763,6 +768,80 @@ sess_deadline(evutil_socket_t fd, short what, void *arg)
 			    "the backend timeout");
 }
 
+/* notice_text - a reason into the notice: printable ASCII only. */
+static void
+notice_text(struct mr_buf *b, const char *t)
+{
+	for (; *t != '\0'; t++)
+		mr_buf_putc(b, *t >= 0x20 && *t < 0x7f ? *t : '?');
+}
+
+/*
+ * sess_notice - with pop3_proxy.notice set, a message at the end of the
+ * listing telling the user which accounts could not be reached and why
+ * (A5).  Its UIDL is the same for the same user, accounts and day, so a
+ * client that leaves mail on the server sees it once a day at most.
+ */
+static void
+sess_notice(struct asess *s)
+{
+	struct mr_buf *b = &s->notice;
+	unsigned char md[32];
+	unsigned mdlen = 0, k;
+	char date[40], day[16];
+	time_t now = time(NULL);
+	struct tm tm;
+	EVP_MD_CTX *ctx;
+	size_t i, failed = 0, at;
+
+	for (i = 0; i < s->nlegs; i++)
+		if (s->legs[i].st != L_READY)
+			failed++;
+	if (failed == 0 || !s->a->cfg->pop3_proxy_notice)
+		return;
+	gmtime_r(&now, &tm);
+	strftime(day, sizeof(day), "%Y%m%d", &tm);
+	mr_rfc5322_date(now, date, sizeof(date));
+	ctx = EVP_MD_CTX_new();
+	EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+	EVP_DigestUpdate(ctx, s->user, strlen(s->user) + 1);
+	EVP_DigestUpdate(ctx, day, strlen(day));
+	for (i = 0; i < s->nlegs; i++)
+		if (s->legs[i].st != L_READY)
+			EVP_DigestUpdate(ctx, &s->legs[i].acct.id,
+			    sizeof(s->legs[i].acct.id));
+	EVP_DigestFinal_ex(ctx, md, &mdlen);
+	EVP_MD_CTX_free(ctx);
+	at = (size_t)snprintf(s->notice_uidl, sizeof(s->notice_uidl),
+	    "notice.");
+	for (k = 0; k < 16; k++)
+		at += (size_t)snprintf(s->notice_uidl + at,
+		    sizeof(s->notice_uidl) - at, "%02x", md[k]);
+	mr_buf_printf(b, "From: Mail collector <postmaster@%s>\r\n"
+	    "To: ", s->a->hostname);
+	notice_text(b, s->user);
+	mr_buf_printf(b, "\r\nSubject: %zu of your %zu mail accounts could "
+	    "not be reached\r\nDate: %s\r\nMessage-ID: <%s@%s>\r\n"
+	    "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii"
+	    "\r\n\r\nMessages from these accounts are not in this listing; "
+	    "they stay on\r\ntheir servers and will be fetched once the "
+	    "accounts can be reached.\r\n\r\n", failed, s->nlegs, date,
+	    s->notice_uidl, s->a->hostname);
+	for (i = 0; i < s->nlegs; i++) {
+		const struct leg *l = &s->legs[i];
+
+		if (l->st == L_READY)
+			continue;
+		mr_buf_puts(b, "  ");
+		notice_text(b, l->acct.login ? l->acct.login : "");
+		mr_buf_puts(b, " at ");
+		notice_text(b, l->acct.host ? l->acct.host : "");
+		mr_buf_printf(b, ":%u: ", l->acct.port);
+		notice_text(b, l->why[0] ? l->why : "not reached");
+		mr_buf_puts(b, "\r\n");
+	}
+}
+
 /* sess_fanout_done - every account answered or failed: the listing. */
 static void
 sess_fanout_done(struct asess *s)
@@ -771,9 +850,11 @@ sess_fanout_done(struct asess *s)
 	uint64_t octets = 0;
 
 	evtimer_del(s->timer);
+	sess_notice(s);
 	for (i = 0; i < s->nlegs; i++)
 		if (s->legs[i].st == L_READY)
 			n += s->legs[i].listed;
+	n += s->notice.len > 0;
 	s->msgs = n ? xcalloc(n, sizeof(*s->msgs)) : NULL;
 	for (i = 0; i < s->nlegs; i++) {
 		struct leg *l = &s->legs[i];
@@ -790,6 +871,12 @@ sess_fanout_done(struct asess *s)
 			octets += l->msgs[j].size;
 			s->nmsgs++;
 		}
+	}
+	if (s->notice.len > 0) {
+		s->msgs[s->nmsgs].leg = AGG_NOTICE;
+		s->msgs[s->nmsgs].size = (uint32_t)s->notice.len;
+		octets += s->notice.len;
+		s->nmsgs++;
 	}
 	s->st = S_TRANS;
 	s->busy = false;
@@ -1068,12 +1155,18 @@ static void
 sess_uidl(struct asess *s, uint32_t i, char *out, size_t size)
 {
 	const struct amsg *m = &s->msgs[i];
-	const struct leg *l = &s->legs[m->leg];
-	const char *u = l->msgs[m->num - 1].uidl;
+	const struct leg *l;
+	const char *u;
 	unsigned char md[32];
 	unsigned mdlen = 0;
 	int n;
 
+	if (m->leg == AGG_NOTICE) {
+		snprintf(out, size, "%s", s->notice_uidl);
+		return;
+	}
+	l = &s->legs[m->leg];
+	u = l->msgs[m->num - 1].uidl;
 	if (u == NULL) {
 		/* The server gave none: its number and size, the best
 		 * there is. */
@@ -1129,6 +1222,27 @@ sess_listing(struct asess *s, bool uidl)
 	evbuffer_add(out, ".\r\n", 3);
 }
 
+/* sess_notice_retr - the notice message, whole (RETR) or its header
+ * and first lines (TOP); it holds no line that starts with ".". */
+static void
+sess_notice_retr(struct asess *s, const struct pop3_cmd *cmd)
+{
+	const char *p = s->notice.data, *end = p + s->notice.len;
+	const char *body = strstr(p, "\r\n\r\n");
+	struct evbuffer *out = net_conn_output(s->c);
+	uint32_t lines;
+
+	evbuffer_add_printf(out, "+OK %zu octets\r\n", s->notice.len);
+	if (cmd->verb == POP3_TOP && body != NULL) {
+		body += 4;
+		for (lines = cmd->num[1]; lines > 0 && body < end; lines--)
+			body = strstr(body, "\r\n") + 2;
+		end = body;
+	}
+	evbuffer_add(out, p, (size_t)(end - p));
+	evbuffer_add(out, ".\r\n", 3);
+}
+
 /* sess_retr - RETR or TOP to the owning backend; its body streams. */
 static void
 sess_retr(struct asess *s, const struct pop3_cmd *cmd)
@@ -1139,6 +1253,10 @@ sess_retr(struct asess *s, const struct pop3_cmd *cmd)
 
 	if ((m = sess_msg(s, cmd)) == NULL)
 		return;
+	if (m->leg == AGG_NOTICE) {
+		sess_notice_retr(s, cmd);
+		return;
+	}
 	l = &s->legs[m->leg];
 	if (l->st != L_READY) {
 		sess_reply(s, "-ERR [SYS/TEMP] the server of that message is "
@@ -1223,7 +1341,7 @@ sess_quit(struct asess *s)
 	s->busy = true;
 	s->pending = 0;
 	for (i = 0; i < s->nmsgs; i++)
-		if (s->msgs[i].deleted)
+		if (s->msgs[i].deleted && s->msgs[i].leg != AGG_NOTICE)
 			s->legs[s->msgs[i].leg].deletions++;
 	for (k = 0; k < s->nlegs; k++) {
 		struct leg *l = &s->legs[k];

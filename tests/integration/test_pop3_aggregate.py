@@ -512,6 +512,39 @@ def test_backend_down_and_wrong_secret_leave_the_rest(world):
         silent.close()
 
 
+def test_notice_message_names_the_accounts_not_reached(world):
+    """pop3_proxy.notice: one message at the end of the listing says which
+    accounts were not reached and why; its UIDL stays the same for the
+    same accounts that day; deleting it touches no backend."""
+    reg, d1, _ = world
+    closed = free_port()
+    add_user(reg, "ned", [(d1.pop3_port, reg.a, "s1"),
+                          (closed, "far", "y")])
+    proxy = reg.start(["-o", "pop3_proxy.notice=yes"])
+    uidls = []
+    for _ in range(2):
+        p = proxy.login("ned", "pw")
+        count, size = p.stat()
+        assert count == 3
+        text = b"\r\n".join(p.retr(3)[1]).decode()
+        assert "1 of your 2 mail accounts could not be reached" in text
+        assert f"far at 127.0.0.1:{closed}" in text
+        assert "refused" in text.lower() or "connect" in text.lower()
+        assert sum(int(x.split()[1]) for x in p.list()[1]) == size
+        top = b"\r\n".join(p.top(3, 0)[1]).decode()
+        assert "Subject:" in top and "far at" not in top
+        uidls.append(p.uidl(3).split()[2].decode())
+        p.dele(3)
+        assert p.quit().startswith(b"+OK")
+    assert uidls[0] == uidls[1] and uidls[0].startswith("notice.")
+    assert d1.message_count(reg.a) == 2
+    # Off by default: the same user without it sees the two messages.
+    plain = reg.start()
+    p = plain.login("ned", "pw")
+    assert p.stat()[0] == 2
+    p.quit()
+
+
 def test_unreachable_host_name(world):
     reg, d1, _ = world
     reg.user("lee", "pw")
