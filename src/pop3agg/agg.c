@@ -947,6 +947,23 @@ sess_delay_done(evutil_socket_t fd, short what, void *arg)
 	sess_process(s);
 }
 
+/*
+ * sess_user_busy - is the user logged in in another session?  A walk
+ * over the sessions, once per successful login: cheap beside the
+ * verifier the login has just cost.
+ */
+static bool
+sess_user_busy(const struct asess *s)
+{
+	const struct asess *o;
+
+	for (o = s->a->sessions; o != NULL; o = o->next)
+		if (o != s && o->logged_in && o->st != S_CLOSING &&
+		    strcmp(o->user, s->user) == 0)
+			return true;
+	return false;
+}
+
 static void
 sess_login_cb(void *arg, int status, struct reg_user *u)
 {
@@ -956,6 +973,20 @@ sess_login_cb(void *arg, int status, struct reg_user *u)
 	uint64_t d;
 
 	s->ticket = NULL;
+	if (status == 0 && sess_user_busy(s)) {
+		/* RFC 1939 8: one session per maildrop; two would each
+		 * delete what the other still lists. */
+		mr_log_info(AGG_MOD, "event=login-refused client=%s user=%s "
+		    "why=in-use", net_conn_peer(s->c), mr_q(s->user,
+		    (size_t)-1));
+		s->st = S_AUTH;
+		s->busy = false;
+		s->have_user = false;
+		sess_reply(s, "-ERR [IN-USE] this mailbox is open in another "
+		    "session");
+		sess_process(s);
+		return;
+	}
 	if (status == 0) {
 		sess_fanout(s, u);
 		return;

@@ -287,6 +287,21 @@ def test_too_many_failures_close_the_connection(world):
         p.pass_("jpw")
 
 
+def test_one_session_per_user(world):
+    reg, _, _ = world
+    proxy = reg.start()
+    first = proxy.login()
+    second = proxy.pop3()
+    second.user("joe")
+    with pytest.raises(poplib.error_proto, match="IN-USE"):
+        second.pass_("jpw")
+    first.quit()
+    second.user("joe")
+    second.pass_("jpw")
+    assert second.stat()[0] == 5
+    second.quit()
+
+
 def test_apop(world):
     reg, _, _ = world
     proxy = reg.start()
