@@ -27,7 +27,6 @@ enum pop3c_step {
 	C_TLS,		/* handshake: implicit, or after STLS */
 	C_GREETING,
 	C_STLS,		/* STLS sent */
-	C_XCLIENT,	/* XCLIENT sent */
 	C_READY,	/* commands go */
 	C_DEAD,		/* failed was called */
 };
@@ -54,6 +53,8 @@ struct pop3c {
 	bool				 in_body;	/* reading the head's body */
 	bool				 body_start;	/* RAW: at a line start */
 	bool				 have_client;
+	bool				 xclient_ok;	/* greeting said [XCLIENT] */
+	bool				 xclient_due;	/* its reply is next */
 	unsigned			 timeout_ms;
 	struct sockaddr_storage		 client;
 	struct pop3c_cmd		 q[POP3C_QUEUE];
@@ -155,15 +156,22 @@ pop3c_xclient(struct pop3c *c)
 		port = ntohs(s6->sin6_port);
 	}
 	net_conn_sendf(c->conn, "XCLIENT ADDR=%s PORT=%u\r\n", host, port);
-	c->step = C_XCLIENT;
+	c->xclient_due = true;
 }
 
-/* pop3c_ready - greeted: hand over, then send what was queued. */
+/*
+ * pop3c_ready - greeted (and TLS done): XCLIENT when the server takes it,
+ * hand over, then send what was queued.  The first command goes right
+ * behind XCLIENT, not a round trip later: only a server whose greeting
+ * says [XCLIENT] (Dovecot) gets it, and it reads its commands in order.
+ */
 static void
 pop3c_ready(struct pop3c *c, const char *greeting, size_t len)
 {
 	bool gone = false;
 
+	if (c->xclient_ok)
+		pop3c_xclient(c);
 	c->step = C_READY;
 	if (c->cbs->ready != NULL)
 		POP3C_CALLBACK(c, gone, c->cbs->ready(c, c->arg, greeting,
@@ -180,15 +188,12 @@ pop3c_greeting(struct pop3c *c, const char *p, size_t n)
 		pop3c_fail(c, "no +OK greeting");
 		return;
 	}
+	/* Dovecot marks its greeting to a trusted proxy with [XCLIENT]
+	 * (CAPA does not list it); elsewhere the verb would be unknown. */
+	c->xclient_ok = c->have_client && memmem(p, n, "[XCLIENT]", 9) != NULL;
 	if (c->tls == POP3C_TLS_STLS && !net_conn_is_tls(c->conn)) {
 		net_conn_sendf(c->conn, "STLS\r\n");
 		c->step = C_STLS;
-		return;
-	}
-	/* Dovecot marks its greeting to a trusted proxy with [XCLIENT]
-	 * (CAPA does not list it); elsewhere the verb would be unknown. */
-	if (c->have_client && memmem(p, n, "[XCLIENT]", 9) != NULL) {
-		pop3c_xclient(c);
 		return;
 	}
 	pop3c_ready(c, p, n);
@@ -352,12 +357,13 @@ pop3c_input_loop(struct pop3c *c, const bool *alive)
 			}
 			c->step = C_TLS;
 			return;
-		case C_XCLIENT:
-			/* Refused: the server sees our address, which is all
-			 * that is lost.  POP3 sends no second greeting. */
-			pop3c_ready(c, line, n);
-			break;
 		case C_READY:
+			if (c->xclient_due) {
+				/* Refused or not: at worst the server sees our
+				 * address. */
+				c->xclient_due = false;
+				break;
+			}
 			if (c->n == 0 || !c->q[c->head].sent) {
 				pop3c_fail(c, "a reply nobody asked for");
 				return;
@@ -415,10 +421,6 @@ pop3c_tls_done(struct net_conn *nc, void *arg)
 		return;
 	}
 	/* After STLS the session goes on without a new greeting. */
-	if (c->have_client) {
-		pop3c_xclient(c);
-		return;
-	}
 	pop3c_ready(c, "", 0);
 }
 
