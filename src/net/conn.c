@@ -35,6 +35,7 @@ struct net_conn {
 	struct event			*drain_ev;	/* report a drain */
 	size_t				 drain_low;
 	size_t				 line_consume;	/* line + EOL */
+	bool				 line_crlf;	/* it ended in CRLF */
 	struct event			*fail_ev;	/* connect(2) failed at
 							 * once: report it */
 	int				 connect_err;
@@ -197,13 +198,20 @@ net_conn_line(struct net_conn *c, size_t max, const char **p_r,
 		return have > max + 1 ? NET_LINE_TOO_LONG : NET_LINE_AGAIN;
 	n = (size_t)(nl - p);
 	c->line_consume = n + 1;
-	if (n > 0 && p[n - 1] == '\r')
+	c->line_crlf = n > 0 && p[n - 1] == '\r';
+	if (c->line_crlf)
 		n--;
 	if (n > max)
 		return NET_LINE_TOO_LONG;
 	*p_r = p;
 	*len_r = n;
 	return NET_LINE_OK;
+}
+
+bool
+net_conn_line_crlf(const struct net_conn *c)
+{
+	return c->line_crlf;
 }
 
 void
@@ -343,7 +351,10 @@ void
 net_conn_watch_drain(struct net_conn *c, size_t low)
 {
 	c->drain_low = low;
-	if (net_conn_output_len(c) <= low) {
+	/* With TLS the filter's own output may be empty already while its
+	 * records wait below: no write callback would come then, so the
+	 * poll in net_conn_drained_now() waits for those. */
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) <= low) {
 		net_conn_drain_soon(c);
 		return;
 	}

@@ -80,6 +80,9 @@ const char *net_conn_peer(const struct net_conn *c);
  */
 enum net_line net_conn_line(struct net_conn *c, size_t max, const char **p_r,
     size_t *len_r);
+/* net_conn_line_crlf - did the line net_conn_line() just returned end in
+ * CRLF?  (false: a bare LF, which a strict protocol may refuse) */
+bool net_conn_line_crlf(const struct net_conn *c);
 void net_conn_line_done(struct net_conn *c);
 size_t net_conn_input_len(const struct net_conn *c);
 /* net_conn_input - the raw input, for relaying bytes that are not lines
