@@ -32,15 +32,17 @@ struct conf_loader {
 	int			 error;		/* first error code */
 	struct mr_buf		*err;		/* first error message */
 	bool			 overlong;
+	unsigned		 header_line;	/* the last [section] line */
+	unsigned		 dest_line;	/* header of the last dest made */
 	/* Which parameters were set by this file (duplicates are errors,
 	 * the first value of a list replaces its default). */
-	bool			 seen[128];
+	bool			 seen[256];
 };
 
 /* Parameters set by conf_set() since conf_init(): the first override of
  * a list replaces the file's values, later ones append.  The process loads
  * one configuration, in main, before any thread starts. */
-static bool conf_overridden[128];
+static bool conf_overridden[256];
 
 static const struct conf_param *
 conf_lookup(const char *section, const char *name)
@@ -155,6 +157,15 @@ conf_parse_size(const char *s, long long *bytes_r)
 }
 
 int
+conf_parse_rate(const char *s, long long *per_hour_r)
+{
+	static const char *const units[] = { "/s", "/m", "/h", NULL };
+	static const long long scale[] = { 3600, 60, 1 };
+
+	return conf_parse_number(s, units, scale, 1, per_hour_r);
+}
+
+int
 conf_parse_bool(const char *s, bool *b_r)
 {
 	static const char *const yes[] = { "yes", "true", "on", "1", NULL };
@@ -197,6 +208,10 @@ conf_describe_bounds(const struct conf_param *p, struct mr_buf *out)
 	case CONF_BOOL:
 		mr_buf_puts(out, "yes or no");
 		break;
+	case CONF_RATE:
+		mr_buf_printf(out, "a rate from %lld to %lld per hour (N/s, "
+		    "N/m, N/h)", p->min, p->max);
+		break;
 	case CONF_ENUM:
 		mr_buf_puts(out, "one of");
 		for (i = 0; p->choices[i]; i++)
@@ -228,7 +243,10 @@ conf_assign(struct mr_config *cfg, const struct conf_param *p,
 	case CONF_INT:
 	case CONF_DURATION:
 	case CONF_SIZE:
-		if (p->type == CONF_INT) {
+	case CONF_RATE:
+		if (p->type == CONF_RATE) {
+			r = conf_parse_rate(value, &n);
+		} else if (p->type == CONF_INT) {
 			char *end;
 
 			errno = 0;
@@ -265,6 +283,15 @@ conf_assign(struct mr_config *cfg, const struct conf_param *p,
 		*(char **)field = xstrdup(value);
 		break;
 	case CONF_LIST:
+		if (p->offset == offsetof(struct mr_config, shaping_rule) &&
+		    *value != '\0') {
+			struct conf_shape_rule rule;
+
+			r = conf_parse_shape_rule(value, &rule, err);
+			if (r != 0)
+				return r;
+			conf_shape_rule_release(&rule);
+		}
 		if (!append)
 			conf_list_clear(field);
 		if (*value != '\0')
@@ -311,6 +338,11 @@ conf_release(struct mr_config *cfg)
 			conf_list_clear(field);
 		}
 	}
+	for (i = 0; i < cfg->shaping_ndests; i++)
+		conf_dest_release(&cfg->shaping_dests[i]);
+	free(cfg->shaping_dests);
+	cfg->shaping_dests = NULL;
+	cfg->shaping_ndests = 0;
 }
 
 static char *
@@ -335,7 +367,74 @@ conf_reader(char *str, int num, void *stream)
 		}
 		return NULL;
 	}
+	n = strspn(str, " \t");
+	if (str[n] == '[')
+		ld->header_line = ld->line;
 	return str;
+}
+
+/*
+ * conf_dest_handler - a key of a [destination PATTERN] section.  A
+ * section header met again starts a new section with the same pattern
+ * (it never matches: the first one wins), so it is refused.
+ */
+static int
+conf_dest_handler(struct conf_loader *ld, const char *pattern,
+    const char *name, const char *value)
+{
+	struct mr_config *cfg = ld->cfg;
+	struct conf_dest *d;
+	struct mr_buf msg = MR_BUF_INIT;
+	size_t i;
+	int r;
+
+	while (*pattern == ' ' || *pattern == '\t')
+		pattern++;
+	if (*pattern == '\0') {
+		ld->error = MR_EINVAL_INPUT;
+		mr_buf_printf(ld->err, "%s:%u: [destination] needs a pattern: "
+		    "[destination *.example.com]", ld->path, ld->line);
+		return 1;
+	}
+	d = cfg->shaping_ndests ? &cfg->shaping_dests[cfg->shaping_ndests -
+	    1] : NULL;
+	if (d == NULL || ld->dest_line != ld->header_line) {
+		for (i = 0; i < cfg->shaping_ndests; i++) {
+			if (strcasecmp(cfg->shaping_dests[i].pattern,
+			    pattern) == 0) {
+				ld->error = MR_EINVAL_INPUT;
+				mr_buf_printf(ld->err, "%s:%u: [destination %s] "
+				    "appears twice (first at %s)", ld->path,
+				    ld->line, pattern,
+				    cfg->shaping_dests[i].where);
+				return 1;
+			}
+		}
+		cfg->shaping_dests = xreallocarray(cfg->shaping_dests,
+		    cfg->shaping_ndests + 1, sizeof(*cfg->shaping_dests));
+		d = &cfg->shaping_dests[cfg->shaping_ndests++];
+		memset(d, 0, sizeof(*d));
+		d->pattern = xstrdup(pattern);
+		for (i = 0; d->pattern[i]; i++)
+			d->pattern[i] = (char)tolower((unsigned char)
+			    d->pattern[i]);
+		mr_buf_printf(&msg, "%s:%u", ld->path, ld->header_line);
+		d->where = xstrdup(mr_buf_cstr(&msg));
+		mr_buf_reset(&msg);
+		d->max_connections = d->initial_connections = -1;
+		d->messages_per_connection = d->max_message_rate = -1;
+		d->max_messages_per_hour = d->max_connection_rate = -1;
+		d->adaptive = -1;
+		ld->dest_line = ld->header_line;
+	}
+	r = conf_dest_key(d, name, value, &msg);
+	if (r != 0) {
+		ld->error = r;
+		mr_buf_printf(ld->err, "%s:%u: [destination %s] %s", ld->path,
+		    ld->line, d->pattern, mr_buf_cstr(&msg));
+	}
+	mr_buf_release(&msg);
+	return 1;
 }
 
 static int
@@ -350,6 +449,9 @@ conf_handler(void *user, const char *section, const char *name,
 
 	if (ld->error != 0)
 		return 1;
+	if (strncasecmp(section, "destination", 11) == 0 &&
+	    (section[11] == ' ' || section[11] == '\t'))
+		return conf_dest_handler(ld, section + 12, name, value);
 	p = conf_lookup(section, name);
 	if (p == NULL) {
 		ld->error = MR_EUNKNOWN_KEY;
@@ -486,6 +588,23 @@ conf_finish(struct mr_config *cfg, struct mr_buf *err)
 		mr_buf_printf(err, "dns.max_ttl is shorter than dns.min_ttl");
 		return MR_ERANGE_VALUE;
 	}
+	if (cfg->governor_min_slots > cfg->governor_max_slots ||
+	    cfg->governor_initial_slots < cfg->governor_min_slots ||
+	    cfg->governor_initial_slots > cfg->governor_max_slots) {
+		mr_buf_printf(err, "governor: initial_slots (%lld) must lie "
+		    "between min_slots (%lld) and max_slots (%lld)",
+		    cfg->governor_initial_slots, cfg->governor_min_slots,
+		    cfg->governor_max_slots);
+		return MR_ERANGE_VALUE;
+	}
+	if (cfg->queue_retry_dfr_low > cfg->queue_retry_dfr_high ||
+	    cfg->queue_retry_utilization_low >
+	    cfg->queue_retry_utilization_high) {
+		mr_buf_printf(err, "queue: retry_dfr_low and "
+		    "retry_utilization_low must not exceed their _high "
+		    "counterparts");
+		return MR_ERANGE_VALUE;
+	}
 	return 0;
 }
 
@@ -528,6 +647,15 @@ conf_format_value(const struct conf_param *p, const void *field,
 	case CONF_BOOL:
 		mr_buf_puts(out, *(const bool *)field ? "yes" : "no");
 		break;
+	case CONF_RATE:
+		v = *(const long long *)field;
+		if (v % 3600 == 0 && v)
+			mr_buf_printf(out, "%lld/s", v / 3600);
+		else if (v % 60 == 0 && v)
+			mr_buf_printf(out, "%lld/m", v / 60);
+		else
+			mr_buf_printf(out, "%lld/h", v);
+		break;
 	case CONF_ENUM:
 		mr_buf_puts(out, p->choices[*(const int *)field]);
 		break;
@@ -560,6 +688,8 @@ conf_type_name(enum conf_type t)
 		return "choice";
 	case CONF_LIST:
 		return "list (repeat the key)";
+	case CONF_RATE:
+		return "rate";
 	}
 	return "?";
 }
@@ -580,8 +710,17 @@ conf_write_doc(FILE *fp)
 	    "out of bounds or\na key set twice stops the program at start-up "
 	    "with the file and line.\nDurations take the units ms, s, m, h, d "
 	    "(a bare number is seconds);\nsizes take k, M, G (a bare number is "
-	    "bytes). Any key can also be set on\nthe command line with "
-	    "`-o section.key=value`, which wins over the file.\n", fp);
+	    "bytes); rates take /s, /m, /h (a bare number is per hour). Any "
+	    "key can\nalso be set on the command line with "
+	    "`-o section.key=value`, which wins\nover the file.\n\n"
+	    "`[destination PATTERN]` sections override the [shaping] limits "
+	    "for the\ndestinations whose domain or MX host name matches the "
+	    "glob PATTERN (the\nfirst matching section wins). Their keys: "
+	    "`max_connections`,\n`initial_connections`, "
+	    "`messages_per_connection`, `max_message_rate`,\n"
+	    "`max_messages_per_hour`, `max_connection_rate`, `adaptive` and "
+	    "`rule`\n(repeatable), with the meanings of the same keys in "
+	    "[smtp] and [shaping].\n", fp);
 	for (i = 0; i < conf_nparams; i++) {
 		const struct conf_param *p = &conf_params[i];
 
@@ -597,7 +736,8 @@ conf_write_doc(FILE *fp)
 			mr_buf_printf(&b, "%lld … %lld", p->min, p->max);
 			break;
 		case CONF_DURATION:
-		case CONF_SIZE: {
+		case CONF_SIZE:
+		case CONF_RATE: {
 			struct mr_config tmp;
 			long long *f = (long long *)((char *)&tmp +
 			    p->offset);
@@ -670,5 +810,7 @@ conf_write_effective(const struct mr_config *cfg, FILE *fp)
 		}
 		fprintf(fp, "%s = %s\n", p->name, mr_buf_cstr(&b));
 	}
+	for (i = 0; i < cfg->shaping_ndests; i++)
+		conf_dest_write(&cfg->shaping_dests[i], fp);
 	mr_buf_release(&b);
 }

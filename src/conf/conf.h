@@ -42,6 +42,48 @@ enum conf_registry_source {
 	CONF_REG_STORE,		/* the store (registry.store) */
 	CONF_REG_LDAP,		/* an LDAP directory, read only */
 };
+/* queue.policy: which waiting domain a session serves next (SPEC D3). */
+enum conf_queue_policy {
+	CONF_QP_ROUND_ROBIN,	/* each in turn */
+	CONF_QP_LONGEST,	/* the most entries first */
+	CONF_QP_OLDEST,		/* the longest-waiting head entry first */
+};
+/* What a response rule does to the destination whose reply matched. */
+enum conf_shape_action {
+	CONF_SHAPE_THROTTLE,	/* as a 421: cut connections and rate */
+	CONF_SHAPE_BACKOFF,	/* send nothing new for a while */
+	CONF_SHAPE_SUSPEND,	/* that, and close its idle connections */
+};
+
+/*
+ * A response rule (shaping.rule, or rule in a [destination] section):
+ * "ACTION [DURATION] REGEX", the regex a POSIX extended one, matched
+ * without regard to case against "CODE ESC TEXT" of a server's reply.
+ */
+struct conf_shape_rule {
+	int		 action;	/* enum conf_shape_action */
+	long long	 ms;		/* backoff, suspend: for how long */
+	char		*regex;		/* owned */
+};
+
+/*
+ * A [destination PATTERN] section: limits for every destination whose
+ * domain or MX host name matches the glob PATTERN (first section wins).
+ * Numbers left out are -1, adaptive left out is -1.
+ */
+struct conf_dest {
+	char		*pattern;	/* owned, lower case */
+	char		*where;		/* "file:line" of its header */
+	long long	 max_connections;
+	long long	 initial_connections;
+	long long	 messages_per_connection;
+	long long	 max_message_rate;	/* per hour */
+	long long	 max_messages_per_hour;
+	long long	 max_connection_rate;	/* per hour */
+	int		 adaptive;
+	struct conf_list rules;		/* validated rule strings */
+};
+
 enum conf_tls_policy {
 	CONF_TLS_NONE,		/* never STARTTLS */
 	CONF_TLS_MAY,		/* STARTTLS when offered, no verification */
@@ -124,11 +166,41 @@ struct mr_config {
 
 	/* [queue] */
 	long long	 queue_max_length;
+	int		 queue_policy;		/* enum conf_queue_policy */
+	long long	 queue_age_cap;
+	bool		 queue_dynamic_retry;
+	long long	 queue_retry_limit_low;
+	long long	 queue_retry_dfr_high;
+	long long	 queue_retry_dfr_low;
+	long long	 queue_retry_utilization_high;	/* percent */
+	long long	 queue_retry_utilization_low;
 	long long	 queue_retry_base;
 	long long	 queue_retry_max_interval;
 	long long	 queue_max_attempts;
 	long long	 queue_max_age;
 	long long	 queue_host_down_time;
+
+	/* [shaping] (rates are per hour) */
+	bool		 shaping_group_by_mx;
+	bool		 shaping_adaptive;
+	long long	 shaping_max_message_rate;
+	long long	 shaping_max_messages_per_hour;
+	long long	 shaping_max_connection_rate;
+	long long	 shaping_slow_reply;
+	long long	 shaping_probe_interval;
+	struct conf_list shaping_rule;
+	struct conf_list shaping_source;
+	struct conf_dest *shaping_dests;	/* [destination ...] */
+	size_t		 shaping_ndests;
+
+	/* [governor] (SPEC D9, seed 004 Table 1) */
+	long long	 governor_target_rate;	/* messages per hour */
+	long long	 governor_damping;	/* slots per day */
+	long long	 governor_interval;
+	bool		 governor_dynamic_damping;
+	long long	 governor_initial_slots;
+	long long	 governor_min_slots;
+	long long	 governor_max_slots;
 
 	/* [pop3_proxy] */
 	char		*pop3_proxy_listen;
@@ -204,5 +276,18 @@ void conf_write_effective(const struct mr_config *cfg, FILE *fp);
 int conf_parse_duration(const char *s, long long *ms_r);
 int conf_parse_size(const char *s, long long *bytes_r);
 int conf_parse_bool(const char *s, bool *b_r);
+/* conf_parse_rate - "N", "N/s", "N/m" or "N/h" as a number per hour. */
+int conf_parse_rate(const char *s, long long *per_hour_r);
+/*
+ * conf_parse_shape_rule - one response rule (see struct conf_shape_rule);
+ * the regex is compiled to check it.  r's regex is owned by the caller
+ * (conf_shape_rule_release()).
+ */
+int conf_parse_shape_rule(const char *s, struct conf_shape_rule *r,
+    struct mr_buf *err);
+void conf_shape_rule_release(struct conf_shape_rule *r);
+/* conf_dest_match - the first [destination] section matching name. */
+const struct conf_dest *conf_dest_match(const struct mr_config *cfg,
+    const char *name);
 
 #endif

@@ -7,6 +7,8 @@
 
 #include <stddef.h>
 
+#include <stdio.h>
+
 #include "conf.h"
 
 enum conf_type {
@@ -17,6 +19,7 @@ enum conf_type {
 	CONF_STRING,	/* char *, owned */
 	CONF_ENUM,	/* int, index into choices */
 	CONF_LIST,	/* struct conf_list: the key may repeat */
+	CONF_RATE,	/* long long per hour: 20/s, 300/m, 5000/h */
 };
 
 struct conf_param {
@@ -32,5 +35,11 @@ struct conf_param {
 
 extern const struct conf_param conf_params[];
 extern const size_t conf_nparams;
+
+/* conf_dest_key - parse key = value of a [destination] section into d. */
+int conf_dest_key(struct conf_dest *d, const char *key, const char *value,
+    struct mr_buf *err);
+void conf_dest_release(struct conf_dest *d);
+void conf_dest_write(const struct conf_dest *d, FILE *fp);
 
 #endif

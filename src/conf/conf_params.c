@@ -30,6 +30,9 @@ static const char *const conf_backend_tls[] = {
 static const char *const conf_tls_policies[] = {
 	"none", "may", "encrypt", "verify", NULL,
 };
+static const char *const conf_queue_policies[] = {
+	"round-robin", "longest", "oldest", NULL,
+};
 static const char *const conf_registry_sources[] = { "store", "ldap", NULL };
 const struct conf_param conf_params[] = {
 	/* [general] */
@@ -262,6 +265,107 @@ const struct conf_param conf_params[] = {
 	  OFF(queue_host_down_time),
 	  "After a failed connection a host is skipped this long (the next "
 	  "MX is used)." },
+	{ "queue", "policy", CONF_ENUM, "round-robin", 0, 0,
+	  conf_queue_policies, OFF(queue_policy),
+	  "Which of the domains waiting for a destination a free session "
+	  "serves next: each in turn, the one with the most entries, or the "
+	  "one whose first entry has waited longest." },
+	{ "queue", "age_cap", CONF_DURATION, "5m", SEC, DAY, NULL,
+	  OFF(queue_age_cap),
+	  "Under any policy, a domain not served for this long goes first, "
+	  "so that no queue starves (seed 003: \"unless that longest queue "
+	  "had not been processed for X minutes\")." },
+	{ "queue", "dynamic_retry", CONF_BOOL, "yes", 0, 0, NULL,
+	  OFF(queue_dynamic_retry),
+	  "Adjust the retry limit at each governor interval: max_attempts "
+	  "normally, retry_limit_low while the delivery failure rate "
+	  "(attempts / successes) or the utilization of delivery slots is "
+	  "high (seed 004 [0071]-[0077])." },
+	{ "queue", "retry_limit_low", CONF_INT, "5", 1, 1000, NULL,
+	  OFF(queue_retry_limit_low),
+	  "The retry limit while failures or utilization are high (at most "
+	  "max_attempts)." },
+	{ "queue", "retry_dfr_high", CONF_INT, "7", 1, 1000, NULL,
+	  OFF(queue_retry_dfr_high),
+	  "A delivery failure rate above this lowers the retry limit." },
+	{ "queue", "retry_dfr_low", CONF_INT, "4", 1, 1000, NULL,
+	  OFF(queue_retry_dfr_low),
+	  "A delivery failure rate below this raises it again." },
+	{ "queue", "retry_utilization_high", CONF_INT, "100", 1, 1000, NULL,
+	  OFF(queue_retry_utilization_high),
+	  "Utilization of delivery slots (percent) above which the retry "
+	  "limit is lowered, whatever the failure rate." },
+	{ "queue", "retry_utilization_low", CONF_INT, "80", 1, 1000, NULL,
+	  OFF(queue_retry_utilization_low),
+	  "Utilization (percent) below which the failure rate decides "
+	  "again." },
+
+	/* [shaping] */
+	{ "shaping", "group_by_mx", CONF_BOOL, "yes", 0, 0, NULL,
+	  OFF(shaping_group_by_mx),
+	  "Domains whose MX host sets are the same share one destination: "
+	  "one set of connections and limits (queues stay per domain)." },
+	{ "shaping", "adaptive", CONF_BOOL, "yes", 0, 0, NULL,
+	  OFF(shaping_adaptive),
+	  "Grow a destination's connections while its replies are fast and "
+	  "positive; cut connections and rate on 421, 4.7.x, 450/451, "
+	  "timeouts and connection failures, and learn its limit on "
+	  "messages per connection." },
+	{ "shaping", "max_message_rate", CONF_RATE, "0", 0, 1000000000,
+	  NULL, OFF(shaping_max_message_rate),
+	  "Most recipients per second (N/s), minute (N/m) or hour (N/h) to "
+	  "one destination; 0: no limit." },
+	{ "shaping", "max_messages_per_hour", CONF_INT, "0", 0, 1000000000,
+	  NULL, OFF(shaping_max_messages_per_hour),
+	  "Most recipients to one destination in an hour, spread evenly; 0: "
+	  "no limit." },
+	{ "shaping", "max_connection_rate", CONF_RATE, "0", 0, 1000000000,
+	  NULL, OFF(shaping_max_connection_rate),
+	  "Most new connections to one destination per second, minute or "
+	  "hour; 0: no limit." },
+	{ "shaping", "slow_reply", CONF_DURATION, "2s", 1, HOUR, NULL,
+	  OFF(shaping_slow_reply),
+	  "A transaction answered slower than this does not let its "
+	  "destination grow." },
+	{ "shaping", "probe_interval", CONF_DURATION, "5m", SEC, DAY, NULL,
+	  OFF(shaping_probe_interval),
+	  "After a cut, a destination keeps its lowered limits this long "
+	  "before it tries more again." },
+	{ "shaping", "rule", CONF_LIST, "", 0, 0, NULL, OFF(shaping_rule),
+	  "A response rule for every destination: \"throttle REGEX\", "
+	  "\"backoff DURATION REGEX\" or \"suspend DURATION REGEX\", the "
+	  "regex (POSIX extended, any case) matched against \"CODE ESC "
+	  "TEXT\" of each reply." },
+	{ "shaping", "source", CONF_LIST, "", 0, 0, NULL,
+	  OFF(shaping_source),
+	  "Local addresses outgoing connections are bound to, taken in "
+	  "turn; each has its own limits per destination. Empty: the "
+	  "system's choice." },
+
+	/* [governor] */
+	{ "governor", "target_rate", CONF_RATE, "140000/h", 1, 1000000000,
+	  NULL, OFF(governor_target_rate),
+	  "TARGET_DELIVERY_RATE of seed 004 Table 1: the delivery rate the "
+	  "governor steers the number of delivery slots towards." },
+	{ "governor", "damping", CONF_INT, "24", 0, 1000000, NULL,
+	  OFF(governor_damping),
+	  "AVAIL_PROCS_DAMPING_FACTOR: the most the number of slots may "
+	  "change in a day, spread over the day's intervals." },
+	{ "governor", "interval", CONF_DURATION, "3h", SEC, DAY, NULL,
+	  OFF(governor_interval),
+	  "The sample interval S: slots are recomputed once per interval." },
+	{ "governor", "dynamic_damping", CONF_BOOL, "yes", 0, 0, NULL,
+	  OFF(governor_dynamic_damping),
+	  "Scale the step by utilization (Csdyn); no: the plain damped step "
+	  "(Csdam). DONT_USE_DYNAMIC_DAMPING is the opposite of this." },
+	{ "governor", "initial_slots", CONF_INT, "200", 1, 1000000, NULL,
+	  OFF(governor_initial_slots),
+	  "Delivery slots (simultaneous SMTP sessions) granted in the first "
+	  "interval." },
+	{ "governor", "min_slots", CONF_INT, "1", 1, 1000000, NULL,
+	  OFF(governor_min_slots), "The governor never grants fewer." },
+	{ "governor", "max_slots", CONF_INT, "10000", 1, 1000000, NULL,
+	  OFF(governor_max_slots), "The governor never grants more." },
 
 	/* [pop3_proxy] */
 	{ "pop3_proxy", "listen", CONF_STRING, "", 0, 0, NULL,

@@ -31,6 +31,7 @@ enum acct_type {
 	ACCT_DEFERRED,
 	ACCT_BOUNCED,
 	ACCT_REJECTED,
+	ACCT_BACKOFF,		/* a destination's limits were cut (D7) */
 };
 
 struct acct_record {

@@ -46,6 +46,12 @@ struct campaign {
 	unsigned		 max_sessions;	/* all engines: what the file
 						 * descriptor limit allows */
 	struct campaign_domain_stats *dom;	/* by domain id */
+	struct shaper		*shaper;	/* destinations' limits */
+
+	/* Set by the governor (the runner), read by the engines. */
+	atomic_uint		 slots;		/* sessions, all engines */
+	atomic_uint		 retry_limit;	/* attempts before bouncing */
+	atomic_uint		 sessions;	/* open now, all engines */
 
 	atomic_uint_fast64_t	 delivered;
 	atomic_uint_fast64_t	 bounced;

@@ -151,7 +151,9 @@ static const struct campaign_cmd_verb campaign_cmd_verbs[] = {
 	  "Every field of one campaign as \"key: value\" lines (times in "
 	  "UTC, \"-\" for\nwhat is not known yet), the recorded settings as "
 	  "\"option: key=value\" lines\nand, once it is complete, the "
-	  "delivery summary, indented, after \"summary:\".\n" },
+	  "delivery summary, indented, after \"summary:\"; while it\n"
+	  "runs, the performance governor's last decision and the "
+	  "destinations'\nlimits at the last snapshot, after \"status:\".\n" },
 	{ "pause", campaign_cmd_pause, "pause NAME|ID [options]",
 	  "Stops a scheduled or running campaign, keeping its progress: a "
 	  "running\nsender stops at its next snapshot, a scheduled one is not "
@@ -954,8 +956,11 @@ campaign_cmd_print(const struct store_campaign *c, int64_t now)
 		if (e > p)
 			printf("option: %.*s\n", (int)(e - p), p);
 	}
-	if (campaign_cmd_complete(c) && c->summary != NULL) {
-		printf("summary:\n");
+	if (c->summary != NULL && *c->summary) {
+		/* Complete: the delivery summary; running: the governor's
+		 * last decision and the destinations at the last snapshot. */
+		printf("%s:\n", campaign_cmd_complete(c) ? "summary" :
+		    "status");
 		for (p = c->summary; *p; p = *e ? e + 1 : e) {
 			e = strchr(p, '\n');
 			if (e == NULL)

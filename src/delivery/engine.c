@@ -37,6 +37,7 @@
 #include "core/xalloc.h"
 #include "delivery/engine.h"
 #include "delivery/forensics.h"
+#include "delivery/shape.h"
 #include "dns/dns.h"
 #include "queue/queue.h"
 #include "recovery/recovery.h"
@@ -44,6 +45,7 @@
 
 #define ENGINE_TICK_MS		100
 #define ENGINE_BATCH_WINDOW	256	/* entries looked at for a batch */
+#define ENGINE_HOST_FAILS	5	/* failures in a row: host down */
 
 struct ehost;
 struct esess;
@@ -71,6 +73,7 @@ struct edomain {
 	size_t			 ntargets;
 	struct ehost		*host;		/* attached to, or NULL */
 	TAILQ_ENTRY(edomain)	 host_link;
+	uint64_t		 served;	/* last given a session, ms */
 	uint64_t		 wait_until;	/* all targets down: mono ms */
 	LIST_ENTRY(edomain)	 wait_link;
 	bool			 waiting;
@@ -79,9 +82,17 @@ struct edomain {
 TAILQ_HEAD(edomain_list, edomain);
 TAILQ_HEAD(esess_list, esess);
 
+/*
+ * A host is one address of a destination (struct shape_dest: an MX set,
+ * or a domain, see shape.h), so that two destinations sharing an address
+ * keep their own connections and limits.
+ */
 struct ehost {
-	char			 key[80];	/* "ip:port" */
+	char			*key;		/* "destination|ip:port" */
+	char			 addr[64];	/* "ip:port" */
 	char			*mx;		/* host name, for SNI and logs */
+	struct shape_dest	**sd;		/* by source address */
+	unsigned		 next_src;
 	struct sockaddr_storage	 ss;
 	socklen_t		 sslen;
 	struct edomain_list	 wanting;
@@ -90,9 +101,10 @@ struct ehost {
 	struct esess_list	 idle;
 	unsigned		 nsess;		/* open, connecting included */
 	unsigned		 nusable;	/* sessions that reached ready */
-	unsigned		 limit;		/* current session limit */
-	bool			 capped;	/* it refused more: stop growing */
 	uint64_t		 down_until;	/* mono ms */
+	uint64_t		 wake_at;	/* the shaper said "later" */
+	unsigned		 fails;		/* sessions failed in a row */
+	LIST_ENTRY(ehost)	 wake_link;
 	uint64_t		 no_tls_until;
 	char			*last_error;
 	char			 last_esc[16];
@@ -103,6 +115,9 @@ struct esess {
 	struct engine		*e;
 	struct ehost		*h;
 	struct smtpc		*s;
+	struct shape_dest	*sd;		/* its source's destination */
+	unsigned		 ntxn;		/* transactions given */
+	unsigned		 delivered;	/* ... with a recipient taken */
 	bool			 idle;
 	bool			 usable;
 	TAILQ_ENTRY(esess)	 link;
@@ -113,6 +128,8 @@ struct etxn {
 	struct smtpc_txn	 txn;		/* first: the session sees this */
 	struct edomain		*dom;
 	struct ehost		*host;
+	struct shape_dest	*sd;
+	uint64_t		 started;	/* mono ms */
 	struct queue_entry	*ent;
 	const char		**rcpt;
 	struct smtpc_result	*res;
@@ -124,6 +141,7 @@ struct etxn {
 };
 
 LIST_HEAD(edomain_wait_list, edomain);
+LIST_HEAD(ehost_wake_list, ehost);
 
 struct engine_jop {
 	uint32_t	rcpt;
@@ -149,14 +167,15 @@ struct engine {
 	uint64_t		 retry_armed;	/* due of the armed timer */
 	struct event		*tick;
 	struct edomain_wait_list waiting;
+	struct ehost_wake_list	 waking;	/* hosts the shaper held */
+	struct event		*wake_timer;	/* for the soonest of them */
+	uint64_t		 wake_armed;	/* mono ms it is set for */
 	struct etxn		*free_txns;
 	uint64_t		 epoch;		/* mono ms at engine_new */
 	uint64_t		 pending;	/* recipients not final */
 	uint64_t		 queued;	/* entries in domain queues */
 	unsigned		 nsess;
-	unsigned		 max_conns;	/* per host, this engine's share */
-	unsigned		 init_conns;	/* per host, to start with */
-	unsigned		 max_sessions;	/* all hosts: bounded by fds */
+	unsigned		 workers;
 	bool			 stopping;
 	time_t			 date_sec;
 	char			 date[40];
@@ -212,33 +231,50 @@ engine_host_eq(void *ctx, uint32_t value, const void *key, size_t len)
 	    memcmp(e->hosts[value]->key, key, len) == 0;
 }
 
-/* engine_host - the host for an address, made on first use. */
+/*
+ * engine_host - the host for address a of MX host mx, serving domain's
+ * destination (whose MX hosts are mxs[0..nmx)), made on first use.
+ */
 static struct ehost *
-engine_host(struct engine *e, const struct dns_addr *a, const char *mx)
+engine_host(struct engine *e, const char *domain, const char *const *mxs,
+    size_t nmx, const struct dns_addr *a, const char *mx)
 {
-	char key[80];
+	struct shaper *sh = e->camp->shaper;
+	struct shape_dest *sd0;
+	char addr[64];
+	struct mr_buf key = MR_BUF_INIT;
 	uint32_t v;
 	uint64_t h;
+	unsigned i;
 	struct ehost *host;
 
-	mr_sockaddr_format((const struct sockaddr *)&a->ss, key, sizeof(key));
-	h = mr_hash(key, strlen(key));
-	v = mr_hmap_find(e->host_index, h, key, strlen(key));
-	if (v != MR_HMAP_NONE)
+	mr_sockaddr_format((const struct sockaddr *)&a->ss, addr, sizeof(addr));
+	sd0 = shaper_dest(sh, domain, mxs, nmx, 0);
+	mr_buf_printf(&key, "%s|%s", shape_dest_name(sd0), addr);
+	h = mr_hash(key.data, key.len);
+	v = mr_hmap_find(e->host_index, h, key.data, key.len);
+	if (v != MR_HMAP_NONE) {
+		mr_buf_release(&key);
 		return e->hosts[v];
+	}
 	host = xcalloc(1, sizeof(*host));
-	snprintf(host->key, sizeof(host->key), "%s", key);
+	host->key = xstrdup(mr_buf_cstr(&key));
+	snprintf(host->addr, sizeof(host->addr), "%s", addr);
 	host->mx = xstrdup(mx);
+	host->sd = xcalloc(shaper_nsources(sh), sizeof(*host->sd));
+	host->sd[0] = sd0;
+	for (i = 1; i < shaper_nsources(sh); i++)
+		host->sd[i] = shaper_dest(sh, domain, mxs, nmx, i);
 	memcpy(&host->ss, &a->ss, a->len);
 	host->sslen = a->len;
 	TAILQ_INIT(&host->wanting);
 	TAILQ_INIT(&host->sessions);
 	TAILQ_INIT(&host->idle);
-	host->limit = e->init_conns;
 	e->hosts = xreallocarray(e->hosts, e->nhosts + 1, sizeof(*e->hosts));
 	e->hosts[e->nhosts] = host;
-	mr_hmap_put(e->host_index, h, key, strlen(key), (uint32_t)e->nhosts);
+	mr_hmap_put(e->host_index, h, key.data, key.len, (uint32_t)e->nhosts);
 	e->nhosts++;
+	mr_buf_release(&key);
 	return host;
 }
 
@@ -308,6 +344,7 @@ engine_record(struct engine *e, const struct queue_entry *ent,
 		c->dom[ent->domain].deferrals++;
 		break;
 	case ACCT_REJECTED:
+	case ACCT_BACKOFF:
 		break;
 	}
 	if (o->type != ACCT_DEFERRED) {
@@ -437,7 +474,8 @@ engine_defer(struct engine *e, struct queue_entry ent,
 
 	engine_record(e, &ent, o);
 	next = now + engine_backoff(e, ent.attempts);
-	if (ent.attempts >= e->cfg->queue_max_attempts)
+	if (ent.attempts >= atomic_load_explicit(&e->camp->retry_limit,
+	    memory_order_relaxed))
 		why = "attempts";
 	else if (next + e->epoch >= e->camp->start_mono_ms +
 	    (uint64_t)e->cfg->queue_max_age)
@@ -539,7 +577,7 @@ engine_attach(struct engine *e, struct edomain *d, struct ehost *failed)
 			memset(&o, 0, sizeof(o));
 			o.type = ACCT_DEFERRED;
 			o.mx = failed->mx;
-			o.host = failed->key;
+			o.host = failed->addr;
 			o.code = failed->last_code;
 			o.dsn = failed->last_esc[0] ? failed->last_esc :
 			    "4.4.1";
@@ -553,6 +591,8 @@ engine_attach(struct engine *e, struct edomain *d, struct ehost *failed)
 		return;
 	engine_detach(d);
 	d->host = h;
+	if (d->served == 0)
+		d->served = mr_clock_ms();
 	h->queued += d->q.len;
 	TAILQ_INSERT_TAIL(&h->wanting, d, host_link);
 	engine_kick_host(e, h);
@@ -561,12 +601,25 @@ engine_attach(struct engine *e, struct edomain *d, struct ehost *failed)
 static void
 engine_dns_done(void *arg, uint64_t reqid, const struct dns_result *res);
 
+/* engine_mx_name - "host", or "host:port" off the standard port. */
+static char *
+engine_mx_name(const struct dns_host *h, unsigned smtp_port)
+{
+	struct mr_buf b = MR_BUF_INIT;
+
+	if (h->port == 0 || h->port == smtp_port)
+		return xstrdup(h->name);
+	mr_buf_printf(&b, "%s:%u", h->name, h->port);
+	return b.data;
+}
+
 /* engine_apply_dns - use a resolution result for d. */
 static void
 engine_apply_dns(struct engine *e, struct edomain *d,
     const struct dns_result *res)
 {
 	struct engine_outcome o;
+	const char **mxs;
 	size_t i, j;
 
 	free(d->targets);
@@ -602,10 +655,20 @@ engine_apply_dns(struct engine *e, struct edomain *d,
 	d->targets = xcalloc(d->ntargets ? d->ntargets : 1,
 	    sizeof(*d->targets));
 	d->ntargets = 0;
+	/* The destination is named by its MX hosts; a port other than
+	 * SMTP's makes a different destination (routes on loopback). */
+	mxs = xcalloc(res->nhosts ? res->nhosts : 1, sizeof(*mxs));
+	for (i = 0; i < res->nhosts; i++)
+		mxs[i] = engine_mx_name(&res->hosts[i],
+		    (unsigned)e->cfg->smtp_port);
 	for (i = 0; i < res->nhosts; i++)
 		for (j = 0; j < res->hosts[i].naddrs; j++)
-			d->targets[d->ntargets++] = engine_host(e,
-			    &res->hosts[i].addrs[j], res->hosts[i].name);
+			d->targets[d->ntargets++] = engine_host(e, d->name,
+			    mxs, res->nhosts, &res->hosts[i].addrs[j],
+			    res->hosts[i].name);
+	for (i = 0; i < res->nhosts; i++)
+		free((char *)mxs[i]);
+	free(mxs);
 	d->state = EDOM_READY;
 	if (d->ntargets == 0) {
 		o.type = ACCT_DEFERRED;
@@ -852,13 +915,13 @@ engine_too_big(struct engine *e, struct etxn *t, unsigned long limit)
 	memset(&o, 0, sizeof(o));
 	o.type = ACCT_BOUNCED;
 	o.mx = t->host->mx;
-	o.host = t->host->key;
+	o.host = t->host->addr;
 	o.code = 552;
 	o.dsn = "5.3.4";
 	o.message_id = t->msgid;
 	mr_buf_reset(&e->tmp);
 	mr_buf_printf(&e->tmp, "message of %zu bytes exceeds the size limit "
-	    "of %lu bytes that %s announced", t->txn.size, limit, t->host->key);
+	    "of %lu bytes that %s announced", t->txn.size, limit, t->host->addr);
 	o.reply = mr_buf_cstr(&e->tmp);
 	for (i = 0; i < t->txn.nrcpts; i++) {
 		t->ent[i].attempts++;
@@ -870,8 +933,95 @@ engine_too_big(struct engine *e, struct etxn *t, unsigned long limit)
 }
 
 /*
+ * engine_pick - the wanting domain of h that a session serves next, by
+ * queue.policy, with queue.age_cap first: a domain not served for that
+ * long goes before any other (SPEC D3; seed 003 [0038]).  Looks at the
+ * first ENGINE_PICK_SCAN domains only, so a pick costs at most that.
+ * Empty domains met on the way are detached.
+ */
+#define ENGINE_PICK_SCAN	256
+static struct edomain *
+engine_pick(struct engine *e, struct ehost *h)
+{
+	uint64_t now = mr_clock_ms(), cap = (uint64_t)e->cfg->queue_age_cap;
+	struct edomain *d, *next, *best = NULL;
+	const struct queue_entry *a, *b;
+	unsigned n = 0;
+
+	for (d = TAILQ_FIRST(&h->wanting); d != NULL && n < ENGINE_PICK_SCAN;
+	    d = next, n++) {
+		next = TAILQ_NEXT(d, host_link);
+		if (d->q.len == 0) {
+			engine_detach(d);
+			continue;
+		}
+		if (now - d->served >= cap)
+			return d;
+		if (best == NULL) {
+			best = d;
+			if (e->cfg->queue_policy == CONF_QP_ROUND_ROBIN &&
+			    n >= 16)
+				break;
+			continue;
+		}
+		switch (e->cfg->queue_policy) {
+		case CONF_QP_LONGEST:
+			if (d->q.len > best->q.len)
+				best = d;
+			break;
+		case CONF_QP_OLDEST:
+			a = dqueue_peek(&d->q);
+			b = dqueue_peek(&best->q);
+			if (a->due < b->due)
+				best = d;
+			break;
+		default:
+			break;
+		}
+	}
+	return best;
+}
+
+/* engine_arm_wake - make sure the wake timer fires by mono ms `at`. */
+static void
+engine_arm_wake(struct engine *e, uint64_t at)
+{
+	uint64_t now = mr_clock_ms(), wait;
+	struct timeval tv;
+
+	if (e->wake_armed != 0 && e->wake_armed <= at &&
+	    evtimer_pending(e->wake_timer, NULL))
+		return;
+	wait = at > now ? at - now : 0;
+	tv.tv_sec = (time_t)(wait / 1000);
+	tv.tv_usec = (suseconds_t)(wait % 1000) * 1000;
+	evtimer_add(e->wake_timer, &tv);
+	e->wake_armed = at;
+}
+
+/* engine_hold - the shaper said "not now" for h: ask again at wake (0:
+ * at the next tick). */
+static void
+engine_hold(struct engine *e, struct ehost *h, uint64_t wake)
+{
+	uint64_t now = mr_clock_ms();
+
+	if (wake == 0 || wake < now)
+		wake = now + ENGINE_TICK_MS;
+	if (h->wake_at != 0) {
+		if (wake < h->wake_at)
+			h->wake_at = wake;
+		return;
+	}
+	h->wake_at = wake;
+	LIST_INSERT_HEAD(&e->waking, h, wake_link);
+	engine_arm_wake(e, wake);
+}
+
+/*
  * engine_feed - give session es a transaction from the next wanting domain
- * of its host.  Returns false when there is no work.
+ * of its host, as far as its destination's limits allow.  Returns false
+ * when there is no work for it now.
  */
 static bool
 engine_feed(struct engine *e, struct esess *es)
@@ -881,6 +1031,8 @@ engine_feed(struct engine *e, struct esess *es)
 	struct edomain *d;
 	struct etxn *t;
 	unsigned long limit;
+	unsigned per_conn, allowed;
+	uint64_t now, wake;
 	size_t n, max = (size_t)e->cfg->send_max_rcpt_per_message;
 
 	if (max > 1024)
@@ -896,14 +1048,31 @@ engine_feed(struct engine *e, struct esess *es)
 		    "disk space for the recovery journal\"", e->id);
 		return false;
 	}
-	while (!e->stopping && (d = TAILQ_FIRST(&h->wanting)) != NULL) {
-		if (d->q.len == 0) {
-			engine_detach(d);
-			continue;
+	per_conn = shape_per_connection(es->sd);
+	if (per_conn != 0 && es->ntxn >= per_conn) {
+		/* The destination takes no more on one connection: a new
+		 * one carries on. */
+		smtpc_quit(es->s);
+		return false;
+	}
+	while (!e->stopping && h->queued > 0) {
+		now = mr_clock_ms();
+		allowed = shape_take(es->sd, now, e->camp->batching ?
+		    (unsigned)max : 1, &wake);
+		if (allowed == 0) {
+			engine_hold(e, h, wake);
+			return false;
+		}
+		if ((d = engine_pick(e, h)) == NULL) {
+			shape_give_back(es->sd, allowed);
+			return false;
 		}
 		n = e->camp->batching ? dqueue_pop_batch(&d->q,
-		    engine_batch_match, e, max, ENGINE_BATCH_WINDOW, ents) :
+		    engine_batch_match, e, allowed, ENGINE_BATCH_WINDOW, ents) :
 		    (dqueue_pop(&d->q, &ents[0]) ? 1 : 0);
+		if (n < allowed)
+			shape_give_back(es->sd, allowed - (unsigned)n);
+		d->served = now;
 		h->queued -= n;
 		e->queued -= n;
 		TAILQ_REMOVE(&h->wanting, d, host_link);
@@ -920,6 +1089,8 @@ engine_feed(struct engine *e, struct esess *es)
 			engine_too_big(e, t, limit);
 			continue;
 		}
+		t->sd = es->sd;
+		t->started = now;
 		if (e->journal != NULL)
 			for (n = 0; n < t->txn.nrcpts; n++)
 				recovery_intent(e->camp->rec, e->journal,
@@ -927,6 +1098,7 @@ engine_feed(struct engine *e, struct esess *es)
 		if (smtpc_send(es->s, &t->txn) != 0)
 			mr_panic("session refused a transaction after "
 			    "smtpc_can_send()");
+		es->ntxn++;
 		return true;
 	}
 	return false;
@@ -936,11 +1108,16 @@ engine_feed(struct engine *e, struct esess *es)
 /* Hosts and sessions                                               */
 /* ---------------------------------------------------------------- */
 
+/*
+ * engine_open_session - a session to h from source src, whose
+ * destination counted it already (shape_conn_acquire()).
+ */
 static bool
-engine_open_session(struct engine *e, struct ehost *h)
+engine_open_session(struct engine *e, struct ehost *h, unsigned src)
 {
 	struct smtpc_params p;
 	struct esess *es = xcalloc(1, sizeof(*es));
+	unsigned srclen = 0;
 	int err = 0;
 
 	memset(&p, 0, sizeof(p));
@@ -951,18 +1128,22 @@ engine_open_session(struct engine *e, struct ehost *h)
 	p.addr = (const struct sockaddr *)&h->ss;
 	p.addrlen = h->sslen;
 	p.no_tls = h->no_tls_until > mr_clock_ms();
+	p.src = shaper_source(e->camp->shaper, src, &srclen);
+	p.srclen = srclen;
 	es->e = e;
 	es->h = h;
+	es->sd = h->sd[src];
 	es->s = smtpc_new(e->base, &p, &engine_smtpc_ops, es, &err);
 	if (es->s == NULL) {
 		struct smtpc_end end;
 		char why[256];
 
+		shape_conn_release(es->sd);
 		free(es);
 		/* No socket (out of descriptors): a temporary failure of
 		 * this host, not a reason to spin. */
 		snprintf(why, sizeof(why), "cannot open a connection to %s: "
-		    "%s", h->key, mr_strerror(err));
+		    "%s", h->addr, mr_strerror(err));
 		memset(&end, 0, sizeof(end));
 		end.err = err;
 		snprintf(end.esc, sizeof(end.esc), "4.4.1");
@@ -974,8 +1155,50 @@ engine_open_session(struct engine *e, struct ehost *h)
 	TAILQ_INSERT_TAIL(&h->sessions, es, link);
 	h->nsess++;
 	e->nsess++;
+	atomic_fetch_add_explicit(&e->camp->sessions, 1, memory_order_relaxed);
 	e->stats.sessions++;
 	return true;
+}
+
+/* engine_max_sessions - this engine's share of the delivery slots the
+ * governor grants and the descriptors allow. */
+static unsigned
+engine_max_sessions(const struct engine *e)
+{
+	unsigned slots = atomic_load_explicit(&e->camp->slots,
+	    memory_order_relaxed), m;
+
+	m = e->camp->max_sessions;
+	if (slots != 0 && slots < m)
+		m = slots;
+	m /= e->workers;
+	return m ? m : 1;
+}
+
+/*
+ * engine_open_more - open a session to h from the next source whose
+ * destination allows one.  False when none does (h is then held until
+ * the shaper's next "maybe").
+ */
+static bool
+engine_open_more(struct engine *e, struct ehost *h)
+{
+	unsigned nsrc = shaper_nsources(e->camp->shaper), i, src;
+	uint64_t now = mr_clock_ms(), wake, soonest = 0;
+
+	for (i = 0; i < nsrc; i++) {
+		src = (h->next_src + i) % nsrc;
+		if (shape_conn_acquire(h->sd[src], now, &wake)) {
+			h->next_src = (src + 1) % nsrc;
+			return engine_open_session(e, h, src);
+		}
+		if (wake != 0 && (soonest == 0 || wake < soonest))
+			soonest = wake;
+	}
+	/* Without a time, only a closing session can make room; it may be
+	 * another engine's, so ask again at the tick. */
+	engine_hold(e, h, soonest);
+	return false;
 }
 
 /*
@@ -1005,9 +1228,13 @@ engine_kick_host(struct engine *e, struct ehost *h)
 	 * batched recipients share one. */
 	want = e->camp->batching ? (h->queued + max_rcpt - 1) / max_rcpt :
 	    h->queued;
-	while (h->nsess < want && h->nsess < h->limit &&
-	    e->nsess < e->max_sessions && h->down_until <= mr_clock_ms()) {
-		if (!engine_open_session(e, h))
+	while (h->nsess < want && h->down_until <= mr_clock_ms()) {
+		if (e->nsess >= engine_max_sessions(e)) {
+			/* Every slot is taken: ask again at the tick. */
+			engine_hold(e, h, 0);
+			break;
+		}
+		if (!engine_open_more(e, h))
 			break;
 	}
 }
@@ -1020,15 +1247,13 @@ engine_host_down(struct engine *e, struct ehost *h,
 	struct edomain *d;
 
 	h->down_until = mr_clock_ms() + (uint64_t)e->cfg->queue_host_down_time;
-	/* When it comes back, start small again. */
-	h->limit = e->init_conns;
-	h->capped = false;
+	h->fails = 0;
 	free(h->last_error);
 	h->last_error = xstrdup(end->text);
 	h->last_code = end->code;
 	snprintf(h->last_esc, sizeof(h->last_esc), "%s", end->esc);
 	mr_log_warn("engine", "host=%s mx=%s event=down for=%lldms reason=%s",
-	    h->key, h->mx, e->cfg->queue_host_down_time,
+	    h->addr, h->mx, e->cfg->queue_host_down_time,
 	    mr_q(end->text, (size_t)-1));
 	while ((d = TAILQ_FIRST(&h->wanting)) != NULL) {
 		engine_detach(d);
@@ -1046,10 +1271,7 @@ engine_sess_ready(struct smtpc *s, void *arg)
 	if (!es->usable) {
 		es->usable = true;
 		es->h->nusable++;
-		/* Slow start: each session that works earns the host one
-		 * more, up to its share of smtp.max_connections. */
-		if (!es->h->capped && es->h->limit < e->max_conns)
-			es->h->limit++;
+		es->h->fails = 0;
 		engine_kick_host(e, es->h);
 	}
 	if (engine_feed(e, es))
@@ -1058,7 +1280,11 @@ engine_sess_ready(struct smtpc *s, void *arg)
 		TAILQ_INSERT_TAIL(&es->h->idle, es, idle_link);
 		es->idle = true;
 	}
-	if (e->stopping || e->pending == 0)
+	/* An idle session keeps a place its destination may owe to another
+	 * delivery loop: it goes when one asked for it. */
+	if (e->stopping || e->pending == 0 ||
+	    shape_suspended(es->sd, mr_clock_ms()) ||
+	    (es->h->queued == 0 && shape_contended(es->sd, mr_clock_ms())))
 		smtpc_quit(s);
 }
 
@@ -1115,8 +1341,26 @@ engine_sess_done(struct smtpc *s, void *arg, struct smtpc_txn *txn)
 	struct queue_entry ent;
 	char path[512];
 	size_t i;
+	unsigned ok = 0, deferred = 0;
+	const struct smtpc_result *first_defer = NULL;
+	uint64_t now = mr_clock_ms();
 
 	(void)s;
+	for (i = 0; i < txn->nrcpts; i++) {
+		if (txn->res[i].cls == 2) {
+			ok++;
+		} else if (txn->res[i].cls != 5) {
+			deferred++;
+			if (first_defer == NULL)
+				first_defer = &txn->res[i];
+		}
+	}
+	if (ok > 0)
+		es->delivered++;
+	shape_txn(t->sd, now, ok, deferred, now - t->started,
+	    first_defer ? first_defer->code : 0, first_defer ?
+	    first_defer->esc : NULL, first_defer ? smtpc_result_text(txn,
+	    first_defer) : NULL);
 	for (i = 0; i < txn->nrcpts; i++) {
 		const struct smtpc_result *r = &txn->res[i];
 
@@ -1125,7 +1369,7 @@ engine_sess_done(struct smtpc *s, void *arg, struct smtpc_txn *txn)
 		memset(&o, 0, sizeof(o));
 		o.rcpt = t->rcpt[i];
 		o.mx = t->host->mx;
-		o.host = t->host->key;
+		o.host = t->host->addr;
 		o.code = r->code;
 		o.dsn = r->esc;
 		o.reply = smtpc_result_text(txn, r);
@@ -1151,6 +1395,9 @@ engine_sess_done(struct smtpc *s, void *arg, struct smtpc_txn *txn)
 	mr_buf_reset(&e->fx);
 	engine_txn_put(e, t);
 	engine_commit(e, false);
+	/* The destination may allow more sessions now. */
+	if (es->h->queued > 0 && es->h->nsess < es->h->queued)
+		engine_kick_host(e, es->h);
 	engine_check_done(e);
 }
 
@@ -1166,8 +1413,14 @@ engine_sess_closed(struct smtpc *s, void *arg, const struct smtpc_end *end)
 		TAILQ_REMOVE(&h->idle, es, idle_link);
 	h->nsess--;
 	e->nsess--;
+	atomic_fetch_sub_explicit(&e->camp->sessions, 1, memory_order_relaxed);
 	if (es->usable)
 		h->nusable--;
+	shape_conn_release(es->sd);
+	shape_conn_end(es->sd, mr_clock_ms(), end->usable, es->delivered,
+	    end->code, end->esc, end->text, !(end->tls_failed &&
+	    e->cfg->smtp_tls_policy == CONF_TLS_MAY) && (!end->usable ||
+	    end->err == MR_ETIMEOUT));
 	smtpc_free(&s);
 	free(es);
 	if (!end->usable) {
@@ -1177,23 +1430,18 @@ engine_sess_closed(struct smtpc *s, void *arg, const struct smtpc_end *end)
 			h->no_tls_until = mr_clock_ms() +
 			    (uint64_t)e->cfg->queue_host_down_time;
 			mr_log_warn("engine", "host=%s event=tls-failed "
-			    "next=plaintext reason=%s", h->key,
+			    "next=plaintext reason=%s", h->addr,
 			    mr_q(end->text, (size_t)-1));
-		} else if (h->nsess == 0 && h->nusable == 0) {
-			/* The last session failed and none worked: the host
-			 * is down, its domains move on. */
+		} else if (h->nusable == 0 && (h->nsess == 0 ||
+		    ++h->fails >= ENGINE_HOST_FAILS)) {
+			/* The last session failed and none worked (or many
+			 * failed while none worked): the host is down, its
+			 * domains move on. */
 			engine_host_down(e, h, end);
-		} else {
-			/* Others are open: a refusal now says "not that
-			 * many", as a 421 to the 21st connection does. */
-			h->capped = true;
-			if (h->limit > (h->nsess ? h->nsess : 1)) {
-				h->limit = h->nsess ? h->nsess : 1;
-				mr_log_info("engine", "host=%s event=limit "
-				    "sessions=%u reason=%s", h->key, h->limit,
-				    mr_q(end->text, (size_t)-1));
-			}
 		}
+		/* Otherwise others are open: a refusal now says "not that
+		 * many", as a 421 to the 21st connection does; the shaper
+		 * cut the destination's connections above. */
 	}
 	if (h->down_until <= mr_clock_ms())
 		engine_kick_host(e, h);
@@ -1233,6 +1481,46 @@ engine_retry_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	engine_note_queue(e);
 	engine_arm_retry(e);
+}
+
+/*
+ * engine_wake_hosts - hosts the shaper or the slot count held: their
+ * idle sessions get work again and new ones may open.  Run by the tick,
+ * and by the wake timer when the soonest is sooner than the tick.
+ */
+static void
+engine_wake_hosts(struct engine *e, uint64_t now)
+{
+	struct ehost *h, *hnext;
+
+	uint64_t soonest = 0;
+
+	for (h = LIST_FIRST(&e->waking); h != NULL; h = hnext) {
+		hnext = LIST_NEXT(h, wake_link);
+		if (h->wake_at > now)
+			continue;
+		LIST_REMOVE(h, wake_link);
+		h->wake_at = 0;
+		if (!e->stopping)
+			engine_kick_host(e, h);
+	}
+	/* Hosts kicked above may be back on the list: re-arm for all. */
+	LIST_FOREACH(h, &e->waking, wake_link)
+		if (soonest == 0 || h->wake_at < soonest)
+			soonest = h->wake_at;
+	if (soonest != 0)
+		engine_arm_wake(e, soonest);
+}
+
+static void
+engine_wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct engine *e = arg;
+
+	(void)fd;
+	(void)what;
+	e->wake_armed = 0;
+	engine_wake_hosts(e, mr_clock_ms());
 }
 
 static void
@@ -1291,6 +1579,7 @@ engine_tick_cb(evutil_socket_t fd, short what, void *arg)
 		d->waiting = false;
 		engine_kick_domain(e, d);
 	}
+	engine_wake_hosts(e, now);
 }
 
 static void
@@ -1353,17 +1642,12 @@ engine_new(struct campaign *camp, unsigned id, struct mr_buf *err)
 	e->host_index = mr_hmap_new(engine_host_eq, e);
 	rheap_init(&e->retry);
 	LIST_INIT(&e->waiting);
+	LIST_INIT(&e->waking);
 	e->retry_timer = evtimer_new(e->base, engine_retry_cb, e);
+	e->wake_timer = evtimer_new(e->base, engine_wake_cb, e);
 	e->tick = event_new(e->base, -1, EV_PERSIST, engine_tick_cb, e);
 	evtimer_add(e->tick, &tick);
-	e->max_conns = ((unsigned)e->cfg->smtp_max_connections + workers -
-	    1) / workers;
-	e->init_conns = (unsigned)e->cfg->smtp_initial_connections;
-	if (e->init_conns > e->max_conns)
-		e->init_conns = e->max_conns;
-	e->max_sessions = camp->max_sessions / workers;
-	if (e->max_sessions < 1)
-		e->max_sessions = 1;
+	e->workers = workers;
 	return e;
 }
 
@@ -1376,6 +1660,7 @@ engine_add(struct engine *e, uint32_t rcpt, uint16_t attempts)
 	memset(&ent, 0, sizeof(ent));
 	ent.rcpt = rcpt;
 	ent.attempts = attempts;
+	ent.due = (uint32_t)engine_now(e);	/* its age, for queue.policy */
 	ent.domain = list_domain(e->camp->list, rcpt);
 	d = engine_domain(e, ent.domain);
 	dqueue_push(&d->q, &ent);
@@ -1425,6 +1710,8 @@ engine_free(struct engine **ep)
 			free(es);
 		}
 		free(h->mx);
+		free(h->key);
+		free(h->sd);
 		free(h->last_error);
 		free(h);
 	}
@@ -1452,6 +1739,7 @@ engine_free(struct engine **ep)
 	mr_buf_release(&e->acctbuf);
 	free(e->jops);
 	event_free(e->retry_timer);
+	event_free(e->wake_timer);
 	event_free(e->tick);
 	event_base_free(e->base);
 	free(e);

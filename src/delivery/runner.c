@@ -35,7 +35,9 @@
 #include "delivery/csv.h"
 #include "delivery/engine.h"
 #include "delivery/list.h"
+#include "delivery/governor.h"
 #include "delivery/runner.h"
+#include "delivery/shape.h"
 #include "delivery/template.h"
 #include "net/conn.h"
 #include "recovery/recovery.h"
@@ -77,6 +79,15 @@ struct runner {
 					 * since the campaign began */
 	uint64_t		 inflight_at_crash;
 	enum runner_end		 end;
+
+	/* The performance governor and the retry limit (D9, D6). */
+	struct governor		 gov;
+	struct retry_limit	 rl;
+	uint64_t		 gov_delivered;	/* counters at the last look */
+	uint64_t		 gov_attempts;
+	uint64_t		 iv_attempts;	/* in the open interval */
+	uint64_t		 iv_successes;
+	char			 gov_line[320];	/* the last decision */
 };
 
 /* ---------------------------------------------------------------- */
@@ -395,6 +406,8 @@ runner_prepare(struct runner *r, struct mr_buf *err)
 /* Recovery state, quota, snapshots                                 */
 /* ---------------------------------------------------------------- */
 
+static void runner_status(struct runner *r, struct mr_buf *out);
+
 static uint64_t
 runner_finals(const struct runner *r)
 {
@@ -429,6 +442,15 @@ runner_snapshot_cb(void *arg, struct store *s, uint64_t delivered,
 	c->delivered = delivered;
 	c->bounced = bounced;
 	c->deferrals = r->base_deferrals + atomic_load(&r->camp.deferrals);
+	/* While it runs, the summary field holds the governor's last
+	 * decision and the destinations (campaign show prints them). */
+	if (r->started) {
+		struct mr_buf st = MR_BUF_INIT;
+
+		runner_status(r, &st);
+		free(c->summary);
+		c->summary = st.data;
+	}
 	code = s->ops->campaign_update(s, c);
 	if (code == 0 && c->account && *c->account && finals > r->consumed) {
 		code = s->ops->quota_consume(s, c->id, finals - r->consumed);
@@ -829,6 +851,146 @@ runner_lease(struct runner *r)
 	return true;
 }
 
+/* ---------------------------------------------------------------- */
+/* Pace: the governor, the retry limit, the destinations' changes   */
+/* ---------------------------------------------------------------- */
+
+/* runner_shape_change - a destination's limits were cut: a "backoff"
+ * record in the accounting file (the shaper logged it already). */
+static void
+runner_shape_change(void *arg, const struct shape_change *ch)
+{
+	struct runner *r = arg;
+	struct acct_record rec;
+	char reply[768];
+
+	if (r->camp.acct == NULL)
+		return;
+	snprintf(reply, sizeof(reply), "%s %s -> %s%s%s: %s", ch->what,
+	    ch->before, ch->after, *ch->source ? " from source " : "",
+	    ch->source, ch->reason);
+	memset(&rec, 0, sizeof(rec));
+	rec.type = ACCT_BACKOFF;
+	rec.domain = ch->dest;
+	rec.code = ch->code;
+	rec.dsn = ch->dsn;
+	rec.reply = reply;
+	acct_write(r->camp.acct, &rec);
+}
+
+static int
+runner_pace_init(struct runner *r, struct mr_buf *err)
+{
+	const struct mr_config *cfg = r->cfg;
+	struct governor_params gp;
+	struct retry_limit_params rp;
+
+	governor_params_default(&gp);
+	gp.target_rate_per_hour = (double)cfg->governor_target_rate;
+	gp.damping_per_day = (double)cfg->governor_damping;
+	gp.interval_ms = (uint64_t)cfg->governor_interval;
+	gp.dynamic = cfg->governor_dynamic_damping;
+	gp.initial_slots = (double)cfg->governor_initial_slots;
+	gp.min_slots = (double)cfg->governor_min_slots;
+	gp.max_slots = (double)cfg->governor_max_slots;
+	retry_limit_params_default(&rp);
+	rp.high = (unsigned)cfg->queue_max_attempts;
+	rp.low = cfg->queue_retry_limit_low < cfg->queue_max_attempts ?
+	    (unsigned)cfg->queue_retry_limit_low : rp.high;
+	rp.dfr_over = (double)cfg->queue_retry_dfr_high;
+	rp.dfr_under = (double)cfg->queue_retry_dfr_low;
+	rp.util_over = (double)cfg->queue_retry_utilization_high / 100.0;
+	rp.util_under = (double)cfg->queue_retry_utilization_low / 100.0;
+	if (governor_init(&r->gov, &gp, mr_clock_ms()) != 0 ||
+	    retry_limit_init(&r->rl, &rp) != 0) {
+		mr_buf_puts(err, "the [governor] or retry limit settings are "
+		    "out of range");
+		return EX_CONFIG;
+	}
+	atomic_store(&r->camp.slots, (unsigned)governor_slots(&r->gov));
+	atomic_store(&r->camp.retry_limit, rp.high);
+	snprintf(r->gov_line, sizeof(r->gov_line), "interval=0 slots=%zu "
+	    "retry_limit=%u reason=start", governor_slots(&r->gov), rp.high);
+	return 0;
+}
+
+/*
+ * runner_pace - feed the governor what the engines did since the last
+ * look; at the end of an interval apply its decision (the engines' slot
+ * bound) and the retry limit's.
+ */
+static void
+runner_pace(struct runner *r, uint64_t now)
+{
+	struct campaign *c = &r->camp;
+	struct governor_decision dec;
+	uint64_t delivered = atomic_load(&c->delivered);
+	uint64_t attempts = delivered + atomic_load(&c->bounced) +
+	    atomic_load(&c->deferrals);
+	const char *why = NULL;
+	char line[256];
+	unsigned limit;
+
+	governor_delivered(&r->gov, delivered - r->gov_delivered);
+	r->iv_successes += delivered - r->gov_delivered;
+	r->iv_attempts += attempts - r->gov_attempts;
+	r->gov_delivered = delivered;
+	r->gov_attempts = attempts;
+	governor_sample(&r->gov, atomic_load(&c->sessions), now);
+	if (!governor_tick(&r->gov, now, &dec))
+		return;
+	atomic_store(&c->slots, (unsigned)dec.slots);
+	limit = atomic_load(&c->retry_limit);
+	if (r->cfg->queue_dynamic_retry)
+		limit = retry_limit_update(&r->rl, r->iv_attempts,
+		    r->iv_successes, dec.pa > 0 ? dec.us : -1.0,
+		    r->total - (runner_finals(r) < r->total ? runner_finals(r) :
+		    r->total), r->total, &why);
+	if (why != NULL) {
+		mr_log_info("governor", "event=retry-limit limit=%u reason=%s "
+		    "attempts=%llu successes=%llu", limit, why,
+		    (unsigned long long)r->iv_attempts,
+		    (unsigned long long)r->iv_successes);
+		atomic_store(&c->retry_limit, limit);
+	}
+	r->iv_attempts = r->iv_successes = 0;
+	if (governor_format(&dec, line, sizeof(line)) < 0)
+		snprintf(line, sizeof(line), "interval=%llu slots=%zu",
+		    (unsigned long long)dec.interval, dec.slots);
+	snprintf(r->gov_line, sizeof(r->gov_line), "%s retry_limit=%u", line,
+	    limit);
+	mr_log_info("governor", "%s", r->gov_line);
+}
+
+/* runner_status - the governor's last decision and the destinations, as
+ * "key: value" lines (the summary, and campaign show while it runs). */
+static void
+runner_status(struct runner *r, struct mr_buf *out)
+{
+	struct shape_status st[10];
+	size_t n, i;
+	char rate[32];
+
+	mr_buf_printf(out, "governor: %s\n", r->gov_line);
+	if (r->camp.shaper == NULL)
+		return;
+	n = shaper_status(r->camp.shaper, mr_clock_ms(), st, 10);
+	mr_buf_printf(out, "destinations: %zu\n", n);
+	for (i = 0; i < n && i < 10; i++) {
+		if (st[i].rate > 0)
+			snprintf(rate, sizeof(rate), "%.2f/s", st[i].rate);
+		else
+			snprintf(rate, sizeof(rate), "unlimited");
+		mr_buf_printf(out, "destination: %s%s%s connections=%u "
+		    "limit=%.1f max=%u rate=%s per_connection=%u cuts=%llu "
+		    "paused=%llums accepted=%.1f/s\n", st[i].name,
+		    st[i].source[0] ? " source=" : "", st[i].source,
+		    st[i].connections, st[i].conn_limit, st[i].max_connections,
+		    rate, st[i].per_connection, (unsigned long long)st[i].cuts,
+		    (unsigned long long)st[i].paused_ms, st[i].accepted_rate);
+	}
+}
+
 /*
  * runner_wait - the agent's loop while the engines deliver: progress,
  * group commit, snapshots, lease, stop.
@@ -853,6 +1015,7 @@ runner_wait(struct runner *r)
 		if (runner_finals(r) >= r->total || atomic_load(&c->stop))
 			break;
 		now = mr_clock_ms();
+		runner_pace(r, now);
 		if (now - last_progress >= r->o->progress_interval_ms) {
 			runner_report(r, false);
 			last_progress = now;
@@ -972,6 +1135,7 @@ runner_summary(struct runner *r, struct mr_buf *out)
 		    (unsigned long long)r->nrejects);
 	if (atomic_load(&c->forensics_kept) && c->forensics_dir)
 		mr_buf_printf(out, "forensics: %s\n", c->forensics_dir);
+	runner_status(r, out);
 	/* The ten busiest domains of this run. */
 	rows = xcalloc(nd ? nd : 1, sizeof(*rows));
 	for (i = 0; i < nd; i++) {
@@ -1047,6 +1211,7 @@ runner_release(struct runner *r)
 	}
 	if (r->camp.tls_ctx)
 		SSL_CTX_free(r->camp.tls_ctx);
+	shaper_free(&r->camp.shaper);
 	free(r->camp.dom);
 	tmpl_free(&r->tmpl);
 	list_free(&r->list);
@@ -1095,6 +1260,14 @@ runner_run(const struct runner_opts *o, enum runner_end *end_r,
 			goto out;
 		}
 	}
+	r.camp.shaper = shaper_new(r.cfg, runner_shape_change, &r, err);
+	if (r.camp.shaper == NULL) {
+		ex = EX_CONFIG;
+		goto out;
+	}
+	ex = runner_pace_init(&r, err);
+	if (ex != 0)
+		goto out;
 	ex = runner_start(&r, err);
 	if (ex != 0)
 		goto out;

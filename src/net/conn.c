@@ -106,8 +106,19 @@ net_conn_connect(struct event_base *base, const struct sockaddr *sa,
     socklen_t salen, unsigned timeout_ms, const struct net_conn_cbs *cbs,
     void *arg, int *err_r)
 {
+	return net_conn_connect_from(base, sa, salen, NULL, 0, timeout_ms,
+	    cbs, arg, err_r);
+}
+
+struct net_conn *
+net_conn_connect_from(struct event_base *base, const struct sockaddr *sa,
+    socklen_t salen, const struct sockaddr *src, socklen_t srclen,
+    unsigned timeout_ms, const struct net_conn_cbs *cbs, void *arg,
+    int *err_r)
+{
 	struct net_conn *c;
 	evutil_socket_t fd;
+	int one = 1;
 
 	fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
 	    0);
@@ -126,7 +137,18 @@ net_conn_connect(struct event_base *base, const struct sockaddr *sa,
 	 * a connect that fails at once (ENETUNREACH, EADDRNOTAVAIL): that
 	 * failure is reported from the loop, never from inside this call.
 	 */
-	if (connect(fd, sa, salen) != 0 && errno != EINPROGRESS) {
+	if (src != NULL) {
+#ifdef IP_BIND_ADDRESS_NO_PORT
+		/* The port is chosen at connect(2), per destination: many
+		 * more connections from one source address. */
+		(void)setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one,
+		    sizeof(one));
+#else
+		(void)one;
+#endif
+	}
+	if ((src != NULL && bind(fd, src, srclen) != 0) ||
+	    (connect(fd, sa, salen) != 0 && errno != EINPROGRESS)) {
 		c->connect_err = errno;
 		c->fail_ev = event_new(base, -1, 0, net_conn_fail_cb, c);
 		event_active(c->fail_ev, EV_TIMEOUT, 1);

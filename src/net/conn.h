@@ -57,6 +57,12 @@ struct net_conn_cbs {
 struct net_conn *net_conn_connect(struct event_base *base,
     const struct sockaddr *sa, socklen_t salen, unsigned timeout_ms,
     const struct net_conn_cbs *cbs, void *arg, int *err_r);
+/* net_conn_connect_from - the same, from local address src (bound
+ * before connecting; a bind failure is reported like a connect one). */
+struct net_conn *net_conn_connect_from(struct event_base *base,
+    const struct sockaddr *sa, socklen_t salen, const struct sockaddr *src,
+    socklen_t srclen, unsigned timeout_ms, const struct net_conn_cbs *cbs,
+    void *arg, int *err_r);
 /*
  * net_conn_accept - take an accepted descriptor (the caller's until this
  * returns; then the connection's, even on failure).  No `connected`

@@ -101,6 +101,14 @@ dqueue_push(struct dqueue *q, const struct queue_entry *e)
 	q->len++;
 }
 
+const struct queue_entry *
+dqueue_peek(const struct dqueue *q)
+{
+	const struct queue_seg *s = q->first;
+
+	return s == NULL ? NULL : &s->e[s->head];
+}
+
 bool
 dqueue_pop(struct dqueue *q, struct queue_entry *e_r)
 {

@@ -47,6 +47,9 @@ void dqueue_init(struct dqueue *q, uint32_t max_len);
 void dqueue_release(struct dqueue *q);
 void dqueue_push(struct dqueue *q, const struct queue_entry *e);
 bool dqueue_pop(struct dqueue *q, struct queue_entry *e_r);
+/* dqueue_peek - the first entry, or NULL when empty (borrowed until the
+ * queue changes). */
+const struct queue_entry *dqueue_peek(const struct dqueue *q);
 /*
  * dqueue_pop_batch - pop the head and up to max - 1 more entries that
  * match it among the next `window` entries of the first segment (the rest

@@ -867,9 +867,9 @@ smtpc_new(struct event_base *base, const struct smtpc_params *p,
 	smtp_reply_init(&s->reply);
 	s->out = evbuffer_new();
 	s->timer = evtimer_new(base, smtpc_timer_cb, s);
-	s->conn = net_conn_connect(base, p->addr, p->addrlen,
-	    (unsigned)p->cfg->smtp_connect_timeout, &smtpc_conn_cbs, s,
-	    err_r);
+	s->conn = net_conn_connect_from(base, p->addr, p->addrlen, p->src,
+	    p->srclen, (unsigned)p->cfg->smtp_connect_timeout, &smtpc_conn_cbs,
+	    s, err_r);
 	if (s->conn == NULL) {
 		smtpc_free(&s);
 		return NULL;

@@ -107,6 +107,8 @@ struct smtpc_params {
 	const struct sockaddr	*addr;
 	socklen_t		 addrlen;
 	bool			 no_tls;	/* skip STARTTLS (it failed) */
+	const struct sockaddr	*src;		/* local address, or NULL */
+	socklen_t		 srclen;
 };
 
 /*

@@ -61,7 +61,7 @@ ALWAYS = math.inf
 ACCOUNTING_FIELDS = ["time", "type", "recipient", "line", "domain", "mx",
                      "host", "attempt", "code", "dsn", "reply", "message_id",
                      "forensics"]
-RECORD_TYPES = {"delivered", "deferred", "bounced", "rejected"}
+RECORD_TYPES = {"delivered", "deferred", "bounced", "rejected", "backoff"}
 FINAL_TYPES = {"delivered", "bounced"}
 
 # Quick retries: a temporary failure is retried within a second and a
@@ -975,6 +975,15 @@ class SendResult:
                 f"--- stdout:\n{self.stdout[-3000:]}\n"
                 f"--- stderr:\n{self.stderr[-3000:]}>")
 
+    def summary_lines(self):
+        """Every "key: value" line of the summary, repeated keys too."""
+        out = []
+        for line in self.stdout.splitlines():
+            m = re.match(r"^([A-Za-z_][A-Za-z0-9_ ]*):\s*(.*?)\s*$", line)
+            if m:
+                out.append((m.group(1).strip(), m.group(2)))
+        return out
+
     def count(self, key):
         """Integer value of summary line `key:` (KeyError if absent)."""
         if key not in self.summary:
@@ -1057,7 +1066,7 @@ def assert_accounting_sane(result, recipients=None):
     for r in result.accounting:
         assert r["type"] in RECORD_TYPES, r
         assert ISO_UTC.match(r["time"]), r["time"]
-        if r["type"] == "rejected":
+        if r["type"] in ("rejected", "backoff"):
             continue
         rcpt = r["recipient"].lower()
         assert rcpt not in finals, f"record after final record: {r}"
