@@ -17,7 +17,8 @@ MODE:
 
 On SIGTERM (or SIGINT) it writes FILE as JSON and exits: every accepted
 recipient with its time, the times of each 451 and 421, the most
-connections open at once, and how many connections there were.  It prints
+connections open at once, how many connections there were, and from
+which client addresses.  It prints
 "ready PORT" on stdout once it listens.
 """
 import argparse
@@ -39,6 +40,7 @@ class Stats:
         self.open = 0
         self.max_open = 0
         self.connections = 0
+        self.peers = collections.Counter()   # connections per client IP
         self.window = collections.deque()   # accepted RCPT times, 1 s
 
     def dump(self, path):
@@ -49,6 +51,7 @@ class Stats:
                 "conn_421": self.conn_421,
                 "max_open": self.max_open,
                 "connections": self.connections,
+                "peers": dict(self.peers),
             }, f)
 
 
@@ -113,6 +116,9 @@ class ReceiverSMTP(SMTP):
             self.stats.open += 1
             self.stats.connections += 1
             self.stats.max_open = max(self.stats.max_open, self.stats.open)
+            peer = transport.get_extra_info("peername")
+            if peer:
+                self.stats.peers[peer[0]] += 1
 
     def connection_lost(self, error):
         self.stats.open -= 1

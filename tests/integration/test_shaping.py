@@ -335,3 +335,91 @@ def test_governor_slots_bound_sessions_and_decisions_are_logged(
     assert "slots=3.00->3.00" in d, d   # clamped at max_slots
     [gov] = [v for k, v in r.summary_lines() if k == "governor"]
     assert gov.startswith("interval=") and "reason=" in gov, gov
+
+
+def _positions(stats, domain):
+    """Indices, in order of acceptance, of domain's recipients."""
+    order = [a for _, a in sorted(stats["accepted"])]
+    return [i for i, a in enumerate(order) if a.endswith("@" + domain)]
+
+
+POLICY_CFG = "[destination {addr}]\nmax_connections = 1\n" \
+             "max_message_rate = 300/s\n"
+
+
+@pytest.mark.parametrize("policy,age_cap", [
+    ("round-robin", "5m"), ("longest", "5m"), ("longest", "1s"),
+    ("oldest", "5m")])
+def test_queue_policies_fairness(mailroom, tmp_path, receivers, policy,
+                                 age_cap):
+    """D3: which waiting domain a session serves next.  One connection
+    at 300/s to one destination; a big domain (900) and two small ones
+    (100 each) wait for it.  Round-robin serves them in turn (the small
+    ones are done in the first ~300 messages); longest first serves the
+    big one until it is as short as the others; with an age cap of 1 s a
+    small one is served within about a second anyway; oldest first
+    follows the entries' age (all equal here: no domain starves)."""
+    rc = receivers("fast")
+    cfg = tmp_path / "mailroom.conf"
+    cfg.write_text(POLICY_CFG.format(addr=rc.address))
+    rows = _rows({"big.test": 900, "s1.test": 100, "s2.test": 100})
+    routes = {d: rc.address for d in ("big.test", "s1.test", "s2.test")}
+    r = run_send(mailroom, tmp_path / "run", template=TEMPLATE, rows=rows,
+                 routes=routes, extra_args=["--config", str(cfg)],
+                 opts={"queue.policy": policy, "queue.age_cap": age_cap,
+                       "general.workers": "1"}, timeout=60)
+    assert r.rc == 0, r
+    st = rc.stop()
+    assert len(st["accepted"]) == 1100 and st["max_open"] == 1
+    s1, s2 = _positions(st, "s1.test"), _positions(st, "s2.test")
+    big = _positions(st, "big.test")
+    if policy == "round-robin":
+        # Each in turn: the small ones finish within the first ~300.
+        assert max(s1) < 330 and max(s2) < 330, (max(s1), max(s2))
+    elif age_cap == "5m":
+        if policy == "longest":
+            # The big one alone until it is down to the small ones' size.
+            assert min(s1) > 700 and min(s2) > 700, (min(s1), min(s2))
+        else:
+            # Oldest first with equal ages: every domain gets service
+            # early, none waits for another to drain.
+            assert min(s1) < 100 and min(s2) < 100 and min(big) < 100
+    else:
+        # Longest first, but a domain not served for 1 s goes first: at
+        # 300/s the small ones are served within ~1.5 s (450 messages).
+        assert min(s1) < 450 and min(s2) < 450, (min(s1), min(s2))
+        assert min(s1) > 100 or min(s2) > 100   # longest did lead
+
+
+def test_source_addresses_taken_in_turn(mailroom, tmp_path, receivers):
+    """shaping.source: connections are bound to each local address in
+    turn, each with its own limits per destination."""
+    rc = receivers("fast")
+    cfg = tmp_path / "mailroom.conf"
+    cfg.write_text("[shaping]\nsource = 127.0.0.5\nsource = 127.0.0.6\n"
+                   f"[destination {rc.address}]\nmax_connections = 2\n")
+    rows = _rows({"src.test": 2000})
+    r = run_send(mailroom, tmp_path / "run", template=TEMPLATE, rows=rows,
+                 routes={"src.test": rc.address},
+                 extra_args=["--config", str(cfg)], timeout=60)
+    assert r.rc == 0, r
+    st = rc.stop()
+    assert len(st["accepted"]) == 2000
+    assert set(st["peers"]) == {"127.0.0.5", "127.0.0.6"}, st["peers"]
+    # Two per source: up to four at once.
+    assert 2 < st["max_open"] <= 4, st["max_open"]
+    dest = [v for k, v in r.summary_lines() if k == "destination"]
+    assert sorted(d.split()[1] for d in dest) == [
+        "source=127.0.0.5", "source=127.0.0.6"], dest
+
+
+def test_bad_source_address_refused(mailroom, tmp_path):
+    (tmp_path / "t.eml").write_text(TEMPLATE)
+    (tmp_path / "l.csv").write_text("email,name\na@x.test,A\n")
+    p = subprocess.run([mailroom, "send", "-o", "shaping.source=not-an-ip",
+                        "--template", str(tmp_path / "t.eml"),
+                        "--list", str(tmp_path / "l.csv")],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode != 0
+    assert "shaping.source: \"not-an-ip\" is not an IPv4 or IPv6" in \
+        p.stderr, p.stderr
