@@ -7,6 +7,8 @@
 #include <string.h>
 #include <sysexits.h>
 
+#include <event2/thread.h>
+
 #include "commands.h"
 
 static int main_version(int argc, char **argv);
@@ -84,6 +86,12 @@ main(int argc, char **argv)
 
 	/* A peer closing a socket must end one session, not the process. */
 	signal(SIGPIPE, SIG_IGN);
+	/* Loops are woken from other threads (event_active(): the spool's
+	 * sync thread, the relay's listener posting to delivery loops). */
+	if (evthread_use_pthreads() != 0) {
+		fprintf(stderr, "mailroom: libevent without thread support\n");
+		return EX_SOFTWARE;
+	}
 	if (argc < 2) {
 		main_usage(stderr);
 		return EX_USAGE;

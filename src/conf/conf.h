@@ -193,6 +193,24 @@ struct mr_config {
 	struct conf_dest *shaping_dests;	/* [destination ...] */
 	size_t		 shaping_ndests;
 
+	/* [inject] (SPEC D17, D8) */
+	char		*inject_listen;
+	char		*inject_tls_cert;
+	char		*inject_tls_key;
+	struct conf_list inject_trusted_networks;
+	char		*inject_spool_dir;	/* "": store.path + ".spool" */
+	long long	 inject_max_message_size;
+	long long	 inject_max_recipients;
+	long long	 inject_max_connections;
+	long long	 inject_max_auth_failures;
+	long long	 inject_auth_delay;
+	bool		 inject_plaintext_auth;
+	long long	 inject_idle_timeout;
+	long long	 inject_data_timeout;
+	long long	 inject_backlog_max;
+	long long	 inject_backlog_resume;	/* percent of max */
+	long long	 inject_max_drain_time;	/* 0: not used */
+
 	/* [governor] (SPEC D9, seed 004 Table 1) */
 	long long	 governor_target_rate;	/* messages per hour */
 	long long	 governor_damping;	/* slots per day */

@@ -342,6 +342,65 @@ const struct conf_param conf_params[] = {
 	  "turn; each has its own limits per destination. Empty: the "
 	  "system's choice." },
 
+	/* [inject] */
+	{ "inject", "listen", CONF_STRING, "", 0, 0, NULL,
+	  OFF(inject_listen),
+	  "Address the daemon accepts mail on over ESMTP for relay, "
+	  "ADDR:PORT (port 25 when left out); empty: no SMTP injection." },
+	{ "inject", "tls_cert", CONF_STRING, "", 0, 0, NULL,
+	  OFF(inject_tls_cert),
+	  "PEM certificate chain for STARTTLS; with tls_key. Empty: no "
+	  "STARTTLS (and AUTH only with plaintext_auth)." },
+	{ "inject", "tls_key", CONF_STRING, "", 0, 0, NULL,
+	  OFF(inject_tls_key), "PEM private key for STARTTLS." },
+	{ "inject", "trusted_networks", CONF_LIST, "127.0.0.0/8 ::1/128", 0,
+	  0, NULL, OFF(inject_trusted_networks),
+	  "Clients in these networks (address/prefix, several per line) may "
+	  "relay without AUTH, like Postfix's mynetworks; everyone else must "
+	  "authenticate." },
+	{ "inject", "spool_dir", CONF_STRING, "", 0, 0, NULL,
+	  OFF(inject_spool_dir),
+	  "Directory of the spool of accepted messages; empty: the store's "
+	  "path with \".spool\" added." },
+	{ "inject", "max_message_size", CONF_SIZE, "35M", 1 * KB, 1 * GB,
+	  NULL, OFF(inject_max_message_size),
+	  "Largest message accepted (announced as SIZE)." },
+	{ "inject", "max_recipients", CONF_INT, "1000", 1, 100000, NULL,
+	  OFF(inject_max_recipients),
+	  "Recipients per message; more get 452 4.5.3." },
+	{ "inject", "max_connections", CONF_INT, "1000", 1, 100000, NULL,
+	  OFF(inject_max_connections),
+	  "Simultaneous client connections; more get 421." },
+	{ "inject", "max_auth_failures", CONF_INT, "3", 1, 100, NULL,
+	  OFF(inject_max_auth_failures),
+	  "Failed AUTH attempts before a session is closed with 421." },
+	{ "inject", "auth_delay", CONF_DURATION, "1s", 0, MIN, NULL,
+	  OFF(inject_auth_delay),
+	  "A failed AUTH is answered after this, doubled for each further "
+	  "failure from the same address (at most 15 s)." },
+	{ "inject", "plaintext_auth", CONF_BOOL, "no", 0, 0, NULL,
+	  OFF(inject_plaintext_auth),
+	  "Offer AUTH without TLS (for tests on loopback only)." },
+	{ "inject", "idle_timeout", CONF_DURATION, "5m", SEC, HOUR, NULL,
+	  OFF(inject_idle_timeout),
+	  "A client silent this long in a session is disconnected (RFC "
+	  "5321 4.5.3.2.7)." },
+	{ "inject", "data_timeout", CONF_DURATION, "10m", SEC, HOUR, NULL,
+	  OFF(inject_data_timeout),
+	  "Longest a client may take to send one message's DATA." },
+	{ "inject", "backlog_max", CONF_INT, "100000", 1, 100000000, NULL,
+	  OFF(inject_backlog_max),
+	  "Recipients of injected mail not yet final above which injection "
+	  "pauses (new sessions 421, MAIL 452: backpressure, SPEC D8)." },
+	{ "inject", "backlog_resume", CONF_INT, "90", 1, 100, NULL,
+	  OFF(inject_backlog_resume),
+	  "Injection resumes when the backlog is below this percentage of "
+	  "backlog_max." },
+	{ "inject", "max_drain_time", CONF_DURATION, "0", 0, DAY, NULL,
+	  OFF(inject_max_drain_time),
+	  "Also pause while the backlog would take longer than this to "
+	  "deliver at the current delivery rate; 0: not used." },
+
 	/* [governor] */
 	{ "governor", "target_rate", CONF_RATE, "140000/h", 1, 1000000000,
 	  NULL, OFF(governor_target_rate),
@@ -528,8 +587,9 @@ const struct conf_param conf_params[] = {
 	  "has none. A lost key file loses the secrets." },
 	{ "registry", "pbkdf2_iterations", CONF_INT, "50000", 1000, 10000000,
 	  NULL, OFF(registry_pbkdf2_iterations),
-	  "PBKDF2-HMAC-SHA256 iterations of the login password verifiers "
-	  "made from now on (those made before keep theirs)." },
+	  "PBKDF2-HMAC-SHA256 iterations of the password verifiers made from "
+	  "now on, for POP3 logins and sending accounts' SMTP AUTH alike "
+	  "(those made before keep theirs)." },
 	{ "registry", "workers", CONF_INT, "2", 1, 16, NULL,
 	  OFF(registry_workers),
 	  "Threads that check logins against the registry (the verifier is "

@@ -1,12 +1,21 @@
 /*
- * account_cmd.c - "mailroom account": sending accounts and their
- * allowances (SPEC D16): add, change, list, show, remove.
+ * account_cmd.c - "mailroom account": sending accounts, their allowances
+ * (SPEC D16) and their passwords for SMTP AUTH (D17): add, change, list,
+ * show, remove.
  *
  * An account allows so many messages per fixed period (UTC windows of
- * the period's length).  Senders reserve a campaign's recipients when it
- * starts and move them to "used" as they reach a final state; this
- * command shows those numbers for the current period and edits the
- * allowance, never the counters.  Every change is one write transaction.
+ * the period's length), or has no quota: then nothing is refused and use
+ * is still counted, per day unless a period was set.  Senders reserve a
+ * campaign's recipients when it starts and move them to "used" as they
+ * reach a final state; this command shows those numbers for the current
+ * period and edits the allowance, never the counters.  Every change is
+ * one write transaction.
+ *
+ * A password never reaches the store, the terminal or the log: it
+ * becomes a verifier (registry/verifier.h) before the store is written,
+ * and every buffer that held it is wiped.  On the command line it shows
+ * in ps(1), so it may come from the first line of a file or of standard
+ * input instead.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -19,23 +28,41 @@
 #include <sysexits.h>
 #include <time.h>
 
+#include <openssl/crypto.h>
+
 #include "commands.h"
 #include "conf/conf.h"
 #include "conf/conf_cli.h"
 #include "core/mr_buf.h"
 #include "core/mr_clock.h"
 #include "core/xalloc.h"
+#include "delivery/account.h"
 #include "delivery/cstore.h"
+#include "registry/verifier.h"
 #include "store/store.h"
 
 #define ACCOUNT_CMD_NAME_MAX	200
 #define ACCOUNT_CMD_WARN_DEFAULT 80
+/* The window that counts the use of an account without a quota. */
+#define ACCOUNT_CMD_UNLIMITED_PERIOD 86400
 
 enum {
 	ACCOUNT_CMD_OPT_STORE = 256,
 	ACCOUNT_CMD_OPT_ALLOWANCE,
 	ACCOUNT_CMD_OPT_PERIOD,
 	ACCOUNT_CMD_OPT_WARN,
+	ACCOUNT_CMD_OPT_QUOTA,
+	ACCOUNT_CMD_OPT_NO_QUOTA,
+	ACCOUNT_CMD_OPT_PASSWORD,
+	ACCOUNT_CMD_OPT_PASSWORD_FILE,
+	ACCOUNT_CMD_OPT_NO_PASSWORD,
+};
+
+/* Which options a subcommand takes, besides --store, -c and -o. */
+enum {
+	ACCOUNT_CMD_TAKES_LIMITS = 1 << 0,	/* --quota, --allowance, ... */
+	ACCOUNT_CMD_TAKES_PASSWORD = 1 << 1,	/* --password, -file */
+	ACCOUNT_CMD_TAKES_NO = 1 << 2,		/* --no-quota, --no-password */
 };
 
 /* One run of a subcommand: what it owns, released by account_cmd(). */
@@ -49,23 +76,30 @@ struct account_cmd {
 	/* What the command line asked for. */
 	const char		*name;
 	bool			 has_allowance, has_period, has_warn;
+	bool			 has_quota;	/* --quota N/PERIOD */
+	bool			 no_quota, no_password;
 	uint64_t		 allowance;
 	int64_t			 period;	/* seconds */
 	unsigned		 warn_pct;
+	const char		*password_arg;	/* --password: borrowed */
+	const char		*password_file;	/* --password-file */
+	char			*password;	/* read: owned, wiped */
+	size_t			 password_len;
 };
 
 struct account_cmd_verb {
 	const char	*name;
 	int		(*run)(struct account_cmd *ac);
 	size_t		 nargs;		/* operands: the name, or none */
-	bool		 limits;	/* takes --allowance and so on */
+	unsigned	 takes;		/* ACCOUNT_CMD_TAKES_* */
 	const char	*synopsis;
 	const char	*help;
 };
 
-/* Account names collected by a listing (the quota is read after it). */
+/* Accounts collected by a listing (the quota is read after it). */
 struct account_cmd_names {
 	char	**v;
+	bool	 *password;	/* has one */
 	size_t	  n;
 };
 
@@ -83,26 +117,38 @@ static int account_cmd_show(struct account_cmd *ac);
 static int account_cmd_remove(struct account_cmd *ac);
 
 static const struct account_cmd_verb account_cmd_verbs[] = {
-	{ "add", account_cmd_add, 1, true,
-	  "add NAME --allowance N --period DURATION [--warn PCT] [options]",
-	  "Adds a sending account that allows N messages per period (a "
-	  "duration: 1h,\n1d, 30d; periods are fixed UTC windows of that "
-	  "length).  Campaigns count\nagainst it with --account NAME; a "
-	  "warning is printed when a campaign brings\nthe period's use to "
-	  "PCT percent of the allowance (default 80).\n" },
-	{ "change", account_cmd_change, 1, true,
-	  "change NAME [--allowance N] [--period DURATION] [--warn PCT] "
-	  "[options]",
-	  "Changes an account's allowance, period or warning share; what "
-	  "was used and\nreserved stays.\n" },
-	{ "list", account_cmd_list, 0, false, "list [options]",
-	  "One line per account: name, allowance, period, warning share, "
-	  "and what is\nused and reserved in the current period.\n" },
-	{ "show", account_cmd_show, 1, false, "show NAME [options]",
+	{ "add", account_cmd_add, 1, ACCOUNT_CMD_TAKES_LIMITS |
+	  ACCOUNT_CMD_TAKES_PASSWORD,
+	  "add NAME [--quota N/PERIOD] [--warn PCT]\n"
+	  "    [--password P | --password-file FILE] [options]",
+	  "Adds a sending account.  With a quota it allows N messages per "
+	  "period (a\nduration: 1h, 1d, 30d; periods are fixed UTC windows "
+	  "of that length);\nwithout one it has no limit (its use is still "
+	  "counted, per day).  Campaigns\ncount against it with --account "
+	  "NAME; a warning is printed when a campaign\nbrings the period's "
+	  "use to PCT percent of the allowance (default 80).\nWith a "
+	  "password, SMTP injection clients may authenticate as the account\n"
+	  "(AUTH PLAIN or LOGIN); without one, they cannot.\n" },
+	{ "change", account_cmd_change, 1, ACCOUNT_CMD_TAKES_LIMITS |
+	  ACCOUNT_CMD_TAKES_PASSWORD | ACCOUNT_CMD_TAKES_NO,
+	  "change NAME [--quota N/PERIOD | --no-quota]\n"
+	  "    [--warn PCT] [--password P | --password-file FILE | "
+	  "--no-password]\n    [options]",
+	  "Changes an account's quota (allowance and period), warning share "
+	  "or\npassword; what was used and reserved stays.  An account "
+	  "without a quota gets\none with --quota (or --allowance and "
+	  "--period together).\n" },
+	{ "list", account_cmd_list, 0, 0, "list [options]",
+	  "One line per account: name, allowance (\"unlimited\" without a "
+	  "quota), period,\nwarning share, what is used and reserved in the "
+	  "current period, and\nwhether it has a password (\"set\" or "
+	  "\"none\"; never the password).\n" },
+	{ "show", account_cmd_show, 1, 0, "show NAME [options]",
 	  "Every field of one account as \"key: value\" lines, with the "
 	  "current period's\nstart and end (UTC), used, reserved and "
-	  "remaining messages.\n" },
-	{ "remove", account_cmd_remove, 1, false, "remove NAME [options]",
+	  "remaining messages, and\n\"password: set\" or \"password: "
+	  "none\" (never the password).\n" },
+	{ "remove", account_cmd_remove, 1, 0, "remove NAME [options]",
 	  "Removes an account and its counters; refused while a campaign "
 	  "holds a\nreservation of it.\n" },
 };
@@ -121,8 +167,8 @@ account_cmd_usage(FILE *fp, const struct account_cmd_verb *v)
 
 	if (v == NULL) {
 		fprintf(fp, "usage: mailroom account COMMAND [options]\n\n"
-		    "Sending accounts and their allowances (SPEC D16).  "
-		    "Commands:\n\n");
+		    "Sending accounts: their allowances (SPEC D16) and their "
+		    "passwords for SMTP\nAUTH (D17).  Commands:\n\n");
 		for (i = 0; i < ACCOUNT_CMD_NVERBS; i++)
 			fprintf(fp, "  mailroom account %s\n",
 			    account_cmd_verbs[i].synopsis);
@@ -131,25 +177,56 @@ account_cmd_usage(FILE *fp, const struct account_cmd_verb *v)
 	} else {
 		fprintf(fp, "usage: mailroom account %s\n\n%s\n", v->synopsis,
 		    v->help);
-		if (v->limits)
+		if (v->takes & ACCOUNT_CMD_TAKES_LIMITS)
 			fprintf(fp,
+			    "      --quota N/PERIOD        N messages (1 or "
+			    "more) per period, as 1000/1d:\n"
+			    "                              the same as "
+			    "--allowance N --period PERIOD\n"
 			    "      --allowance N           messages per "
 			    "period\n"
 			    "      --period DURATION       the period: 3600s, "
 			    "1h, 1d, 30d\n"
 			    "      --warn PCT              warn at this share "
 			    "of the allowance, 1..100\n");
+		if (v->takes & ACCOUNT_CMD_TAKES_NO)
+			fprintf(fp,
+			    "      --no-quota              no limit any more "
+			    "(use is still counted)\n");
+		if (v->takes & ACCOUNT_CMD_TAKES_PASSWORD)
+			fprintf(fp,
+			    "      --password P            the password for "
+			    "SMTP AUTH; \"-\": the first line\n"
+			    "                              of standard input\n"
+			    "      --password-file FILE    the password: the "
+			    "first line of FILE\n");
+		if (v->takes & ACCOUNT_CMD_TAKES_NO)
+			fprintf(fp,
+			    "      --no-password           remove the "
+			    "password: the account cannot AUTH\n");
 	}
 	fprintf(fp,
 	    "      --store FILE            the store (store.path; default "
 	    "/var/lib/mailroom/mailroom.db)\n"
 	    "  -c, --config FILE           configuration file (INI)\n"
 	    "  -o, --set SECTION.KEY=VALUE override any configuration key\n"
-	    "  -h, --help                  this text\n\n"
-	    "Exit status: 0 done; 64 bad usage; 65 refused (the account "
-	    "exists, or\ncampaigns hold reservations of it); 66 no such "
-	    "account or store; 75 the\nstore is locked by another process "
-	    "(try again); 77 permission denied;\n78 bad configuration.\n");
+	    "  -h, --help                  this text\n\n");
+	if (v == NULL || (v->takes & ACCOUNT_CMD_TAKES_PASSWORD))
+		fprintf(fp, "A password is 1 to %d bytes without NUL or line "
+		    "breaks.  Given as an\nargument it shows in ps(1): "
+		    "--password - and --password-file read it\nfrom the first "
+		    "line of standard input or of a file instead (only that\n"
+		    "line is used, without its line end; the rest is "
+		    "ignored).  The store keeps\nonly a salted PBKDF2 verifier "
+		    "of it (registry.pbkdf2_iterations).\n\n",
+		    ACCOUNT_PASSWORD_MAX);
+	fprintf(fp,
+	    "Exit status: 0 done; 64 bad usage (a bad quota or password "
+	    "argument\nincluded); 65 refused (the account exists, campaigns "
+	    "hold reservations of\nit, or the password read from a file is "
+	    "not one); 66 no such account,\nstore or password file; 75 the "
+	    "store is locked by another process (try\nagain); 77 permission "
+	    "denied; 78 bad configuration.\n");
 }
 
 /* account_cmd_fail - the store's sentence as the message; its status. */
@@ -206,8 +283,46 @@ account_cmd_check_name(const char *name)
 }
 
 /*
- * account_cmd_limit - one of --allowance, --period, --warn into ac; 0, or
- * -1 after a message.
+ * account_cmd_quota - --quota N/PERIOD into ac: N from 1, PERIOD as
+ * --period takes it.  0, or -1 after a message.
+ */
+static int
+account_cmd_quota(struct account_cmd *ac, const char *arg)
+{
+	unsigned long long v;
+	long long ms;
+	const char *slash, *why = NULL;
+	char *end;
+
+	slash = strchr(arg, '/');
+	errno = 0;
+	v = strtoull(arg, &end, 10);
+	if (slash == NULL)
+		why = "no \"/\" between the messages and the period";
+	else if (arg[0] < '0' || arg[0] > '9' || end != slash ||
+	    errno != 0 || v > INT64_MAX)
+		why = "the messages are not a number";
+	else if (v == 0)
+		why = "a quota of 0 messages lets nothing through";
+	else if (conf_parse_duration(slash + 1, &ms) != 0 || ms < 1000 ||
+	    ms % 1000 != 0)
+		why = "the period is not whole seconds or more, as 3600s, 1h, "
+		    "1d or 30d";
+	if (why != NULL) {
+		fprintf(stderr, "mailroom %s: --quota \"%s\": %s; give "
+		    "N/PERIOD, as 1000/1d (N from 1 to %" PRId64 ")\n",
+		    ac->prog, arg, why, INT64_MAX);
+		return -1;
+	}
+	ac->allowance = v;
+	ac->period = (int64_t)(ms / 1000);
+	ac->has_quota = true;
+	return 0;
+}
+
+/*
+ * account_cmd_limit - one of --allowance, --period, --warn, --quota into
+ * ac; 0, or -1 after a message.
  */
 static int
 account_cmd_limit(struct account_cmd *ac, int opt, const char *arg)
@@ -217,6 +332,8 @@ account_cmd_limit(struct account_cmd *ac, int opt, const char *arg)
 	char *end;
 
 	switch (opt) {
+	case ACCOUNT_CMD_OPT_QUOTA:
+		return account_cmd_quota(ac, arg);
 	case ACCOUNT_CMD_OPT_ALLOWANCE:
 		errno = 0;
 		v = strtoull(arg, &end, 10);
@@ -261,6 +378,139 @@ account_cmd_limit(struct account_cmd *ac, int opt, const char *arg)
 }
 
 /*
+ * account_cmd_args_check - options that do not go together, and a
+ * password given as an argument.  0 or EX_USAGE after a message.
+ */
+static int
+account_cmd_args_check(struct account_cmd *ac)
+{
+	const char *why;
+
+	if (ac->has_quota && (ac->has_allowance || ac->has_period)) {
+		fprintf(stderr, "mailroom %s: give --quota N/PERIOD or "
+		    "--allowance N --period DURATION, not both\n", ac->prog);
+		return EX_USAGE;
+	}
+	if (ac->no_quota && (ac->has_quota || ac->has_allowance ||
+	    ac->has_period)) {
+		fprintf(stderr, "mailroom %s: --no-quota removes the quota: "
+		    "it goes with no --quota, --allowance or --period\n",
+		    ac->prog);
+		return EX_USAGE;
+	}
+	if (ac->password_arg != NULL && ac->password_file != NULL) {
+		fprintf(stderr, "mailroom %s: give --password or "
+		    "--password-file, not both\n", ac->prog);
+		return EX_USAGE;
+	}
+	if (ac->no_password && (ac->password_arg != NULL ||
+	    ac->password_file != NULL)) {
+		fprintf(stderr, "mailroom %s: --no-password removes the "
+		    "password: it goes with no --password or "
+		    "--password-file\n", ac->prog);
+		return EX_USAGE;
+	}
+	if (ac->password_arg != NULL && strcmp(ac->password_arg, "-") != 0 &&
+	    (why = account_password_refusal(ac->password_arg,
+	    strlen(ac->password_arg))) != NULL) {
+		fprintf(stderr, "mailroom %s: --password refused: %s (a "
+		    "password is 1 to %d bytes without line breaks)\n",
+		    ac->prog, why, ACCOUNT_PASSWORD_MAX);
+		return EX_USAGE;
+	}
+	if (ac->has_quota)
+		ac->has_allowance = ac->has_period = true;
+	return 0;
+}
+
+/*
+ * account_cmd_read_password - the first line of ac's password file ("-":
+ * standard input) into ac->password, without its line end (LF or CRLF).
+ * Reads at most one line and a little more, byte by byte, so that a file
+ * without line breaks cannot make it hold much.  0 or an exit status,
+ * with a message.
+ */
+static int
+account_cmd_read_password(struct account_cmd *ac, const char *file)
+{
+	char line[ACCOUNT_PASSWORD_MAX + 2];	/* CR, and one byte over */
+	const char *from, *fname, *why = NULL;
+	bool in = strcmp(file, "-") == 0, eol = false, over = false;
+	FILE *fp;
+	size_t n = 0;
+	int ch, e;
+
+	/* Messages start "password file F" or "password from ...". */
+	from = in ? "password from standard input" : "password file ";
+	fname = in ? "" : file;
+	fp = in ? stdin : fopen(file, "re");
+	if (fp == NULL) {
+		e = errno;
+		mr_buf_printf(&ac->err, "%s%s: %s", from, fname, strerror(e));
+		return e == ENOENT ? EX_NOINPUT : e == EACCES ? EX_NOPERM :
+		    EX_IOERR;
+	}
+	/* No stdio buffer holds a copy, nor reads past the line. */
+	setvbuf(fp, NULL, _IONBF, 0);
+	while ((ch = getc(fp)) != EOF) {
+		if (ch == '\n') {
+			eol = true;
+			break;
+		}
+		if (n == sizeof(line)) {
+			over = true;
+			break;
+		}
+		line[n++] = (char)ch;
+	}
+	e = ferror(fp) ? (errno != 0 ? errno : EIO) : 0;
+	if (!in)
+		fclose(fp);
+	if (e != 0) {
+		OPENSSL_cleanse(line, sizeof(line));
+		mr_buf_printf(&ac->err, "%s%s: %s", from, fname, strerror(e));
+		return EX_IOERR;
+	}
+	if (n > 0 && line[n - 1] == '\r' && !over)
+		n--;
+	if (over)
+		why = "its first line is too long";
+	else if (n == 0)
+		why = eol ? "its first line is empty" : "it is empty";
+	else
+		why = account_password_refusal(line, n);
+	if (why != NULL) {
+		OPENSSL_cleanse(line, sizeof(line));
+		mr_buf_printf(&ac->err, "%s%s refused: %s (only the first "
+		    "line is used, without its line end: 1 to %d bytes, no "
+		    "NUL)", from, fname, why, ACCOUNT_PASSWORD_MAX);
+		return EX_DATAERR;
+	}
+	ac->password = xmemdup(line, n);
+	ac->password_len = n;
+	OPENSSL_cleanse(line, sizeof(line));
+	return 0;
+}
+
+/*
+ * account_cmd_password - the new password, if one was given, into
+ * ac->password.  0 or an exit status.
+ */
+static int
+account_cmd_password(struct account_cmd *ac)
+{
+	if (ac->password_file != NULL)
+		return account_cmd_read_password(ac, ac->password_file);
+	if (ac->password_arg == NULL)
+		return 0;
+	if (strcmp(ac->password_arg, "-") == 0)
+		return account_cmd_read_password(ac, "-");
+	ac->password_len = strlen(ac->password_arg);
+	ac->password = xmemdup(ac->password_arg, ac->password_len);
+	return 0;
+}
+
+/*
  * account_cmd_args - the command line of verb v into ac.  Returns -1
  * after --help (exit 0), else 0 or an exit status.
  */
@@ -273,6 +523,14 @@ account_cmd_args(struct account_cmd *ac, const struct account_cmd_verb *v,
 		  ACCOUNT_CMD_OPT_ALLOWANCE },
 		{ "period", required_argument, NULL, ACCOUNT_CMD_OPT_PERIOD },
 		{ "warn", required_argument, NULL, ACCOUNT_CMD_OPT_WARN },
+		{ "quota", required_argument, NULL, ACCOUNT_CMD_OPT_QUOTA },
+		{ "no-quota", no_argument, NULL, ACCOUNT_CMD_OPT_NO_QUOTA },
+		{ "password", required_argument, NULL,
+		  ACCOUNT_CMD_OPT_PASSWORD },
+		{ "password-file", required_argument, NULL,
+		  ACCOUNT_CMD_OPT_PASSWORD_FILE },
+		{ "no-password", no_argument, NULL,
+		  ACCOUNT_CMD_OPT_NO_PASSWORD },
 		{ "store", required_argument, NULL, ACCOUNT_CMD_OPT_STORE },
 		CONF_CLI_LONGOPTS,
 		{ "help", no_argument, NULL, 'h' },
@@ -296,7 +554,8 @@ account_cmd_args(struct account_cmd *ac, const struct account_cmd_verb *v,
 		case ACCOUNT_CMD_OPT_ALLOWANCE:
 		case ACCOUNT_CMD_OPT_PERIOD:
 		case ACCOUNT_CMD_OPT_WARN:
-			if (!v->limits) {
+		case ACCOUNT_CMD_OPT_QUOTA:
+			if (!(v->takes & ACCOUNT_CMD_TAKES_LIMITS)) {
 				fprintf(stderr, "mailroom %s: %s takes no "
 				    "limits (see mailroom account %s --help)\n",
 				    ac->prog, v->name, v->name);
@@ -304,6 +563,33 @@ account_cmd_args(struct account_cmd *ac, const struct account_cmd_verb *v,
 			}
 			if (account_cmd_limit(ac, c, optarg) != 0)
 				return EX_USAGE;
+			break;
+		case ACCOUNT_CMD_OPT_PASSWORD:
+		case ACCOUNT_CMD_OPT_PASSWORD_FILE:
+			if (!(v->takes & ACCOUNT_CMD_TAKES_PASSWORD)) {
+				fprintf(stderr, "mailroom %s: %s takes no "
+				    "password (see mailroom account %s "
+				    "--help)\n", ac->prog, v->name, v->name);
+				return EX_USAGE;
+			}
+			if (c == ACCOUNT_CMD_OPT_PASSWORD)
+				ac->password_arg = optarg;
+			else
+				ac->password_file = optarg;
+			break;
+		case ACCOUNT_CMD_OPT_NO_QUOTA:
+		case ACCOUNT_CMD_OPT_NO_PASSWORD:
+			if (!(v->takes & ACCOUNT_CMD_TAKES_NO)) {
+				fprintf(stderr, "mailroom %s: --no-quota and "
+				    "--no-password go with change only (a new "
+				    "account has neither unless given one)\n",
+				    ac->prog);
+				return EX_USAGE;
+			}
+			if (c == ACCOUNT_CMD_OPT_NO_QUOTA)
+				ac->no_quota = true;
+			else
+				ac->no_password = true;
 			break;
 		case 'h':
 			account_cmd_usage(stdout, v);
@@ -333,7 +619,7 @@ account_cmd_args(struct account_cmd *ac, const struct account_cmd_verb *v,
 		    "%s\n", ac->prog, ac->name, why);
 		return EX_USAGE;
 	}
-	return 0;
+	return account_cmd_args_check(ac);
 }
 
 /* account_cmd_get - the account, or EX_NOINPUT "no account X ...". */
@@ -351,14 +637,53 @@ account_cmd_get(struct account_cmd *ac, struct store_account *a)
 	return code == 0 ? 0 : account_cmd_fail(ac, code);
 }
 
+/* account_cmd_print - what the account is now, in one line. */
 static void
-account_cmd_print_limits(const struct store_account *a)
+account_cmd_print(const struct store_account *a)
 {
 	char period[32];
 
-	printf("account %s: %" PRIu64 " messages per %s, warning at %u%%\n",
-	    a->name, a->allowance, account_cmd_duration(a->period, period,
-	    sizeof(period)), a->warn_pct);
+	if (a->allowance == STORE_ALLOWANCE_UNLIMITED)
+		printf("account %s: no quota (unlimited)", a->name);
+	else
+		printf("account %s: %" PRIu64 " messages per %s, warning at "
+		    "%u%%", a->name, a->allowance, account_cmd_duration(
+		    a->period, period, sizeof(period)), a->warn_pct);
+	printf(", %s\n", a->verifier != NULL ? "password set" :
+	    "no password");
+}
+
+/*
+ * account_cmd_edit - the command line's changes to a (just read, for
+ * change).  0 or an exit status with a message.
+ */
+static int
+account_cmd_edit(struct account_cmd *ac, struct store_account *a,
+    char **verifier)
+{
+	if (a->allowance == STORE_ALLOWANCE_UNLIMITED &&
+	    ac->has_allowance != ac->has_period) {
+		mr_buf_printf(&ac->err, "account %s has no quota: give one "
+		    "with --quota N/PERIOD (or --allowance and --period "
+		    "together)", ac->name);
+		return EX_USAGE;
+	}
+	if (ac->no_quota)
+		a->allowance = STORE_ALLOWANCE_UNLIMITED;
+	if (ac->has_allowance)
+		a->allowance = ac->allowance;
+	if (ac->has_period)
+		a->period = ac->period;
+	if (ac->has_warn)
+		a->warn_pct = ac->warn_pct;
+	if (*verifier != NULL || ac->no_password) {
+		if (a->verifier != NULL)
+			OPENSSL_cleanse(a->verifier, strlen(a->verifier));
+		free(a->verifier);
+		a->verifier = *verifier;
+		*verifier = NULL;
+	}
+	return 0;
 }
 
 /*
@@ -370,11 +695,24 @@ account_cmd_put(struct account_cmd *ac, bool create)
 {
 	struct store *s = ac->store;
 	struct store_account a;
+	char *verifier = NULL;
 	int code, ex;
 
 	memset(&a, 0, sizeof(a));
-	if ((code = s->ops->begin(s)) != 0)
+	/* The slow part, before the store is locked. */
+	if (ac->password != NULL) {
+		verifier = reg_verifier_make(ac->password, ac->password_len,
+		    (unsigned)ac->cfg.registry_pbkdf2_iterations);
+		if (verifier == NULL) {
+			mr_buf_printf(&ac->err, "cannot make a verifier of the "
+			    "password (no randomness?)");
+			return EX_OSERR;
+		}
+	}
+	if ((code = s->ops->begin(s)) != 0) {
+		free(verifier);
 		return account_cmd_fail(ac, code);
+	}
 	code = s->ops->account_get(s, ac->name, &a);
 	if (create && code == 0) {
 		mr_buf_printf(&ac->err, "account %s already exists in store "
@@ -382,11 +720,16 @@ account_cmd_put(struct account_cmd *ac, bool create)
 		    ac->name, ac->cfg.store_path, ac->name);
 		ex = EX_DATAERR;
 	} else if (create && code == -ENOENT) {
+		/* Without a quota: unlimited, use counted per day. */
 		a.name = xstrdup(ac->name);
-		a.allowance = ac->allowance;
-		a.period = ac->period;
+		a.allowance = ac->has_allowance ? ac->allowance :
+		    STORE_ALLOWANCE_UNLIMITED;
+		a.period = ac->has_period ? ac->period :
+		    ACCOUNT_CMD_UNLIMITED_PERIOD;
 		a.warn_pct = ac->has_warn ? ac->warn_pct :
 		    ACCOUNT_CMD_WARN_DEFAULT;
+		a.verifier = verifier;
+		verifier = NULL;
 		ex = 0;
 	} else if (!create && code == -ENOENT) {
 		mr_buf_printf(&ac->err, "no account %s in store %s", ac->name,
@@ -395,13 +738,7 @@ account_cmd_put(struct account_cmd *ac, bool create)
 	} else if (code != 0) {
 		ex = account_cmd_fail(ac, code);
 	} else {
-		if (ac->has_allowance)
-			a.allowance = ac->allowance;
-		if (ac->has_period)
-			a.period = ac->period;
-		if (ac->has_warn)
-			a.warn_pct = ac->warn_pct;
-		ex = 0;
+		ex = account_cmd_edit(ac, &a, &verifier);
 	}
 	if (ex == 0 && (code = s->ops->account_put(s, &a)) != 0)
 		ex = account_cmd_fail(ac, code);
@@ -410,8 +747,9 @@ account_cmd_put(struct account_cmd *ac, bool create)
 	if (ex != 0)
 		(void)s->ops->rollback(s);
 	else
-		account_cmd_print_limits(&a);
+		account_cmd_print(&a);
 	store_account_release(&a);
+	free(verifier);
 	return ex;
 }
 
@@ -424,11 +762,16 @@ account_cmd_add(struct account_cmd *ac)
 {
 	int ex;
 
-	if (!ac->has_allowance || !ac->has_period) {
-		fprintf(stderr, "mailroom %s: --allowance and --period are "
-		    "required (see mailroom account add --help)\n", ac->prog);
+	if (ac->has_allowance != ac->has_period) {
+		fprintf(stderr, "mailroom %s: --allowance and --period go "
+		    "together (or give --quota N/PERIOD; without either the "
+		    "account has no quota; see mailroom account add --help)\n",
+		    ac->prog);
 		return EX_USAGE;
 	}
+	/* The password first: standard input is not read after a failure. */
+	if ((ex = account_cmd_password(ac)) != 0)
+		return ex;
 	/* An account may be the first thing recorded: make the store. */
 	if ((ex = account_cmd_open(ac, true)) != 0)
 		return ex;
@@ -440,11 +783,17 @@ account_cmd_change(struct account_cmd *ac)
 {
 	int ex;
 
-	if (!ac->has_allowance && !ac->has_period && !ac->has_warn) {
+	if (!ac->has_allowance && !ac->has_period && !ac->has_warn &&
+	    !ac->no_quota && ac->password_arg == NULL &&
+	    ac->password_file == NULL && !ac->no_password) {
 		fprintf(stderr, "mailroom %s: nothing to change: give "
-		    "--allowance, --period or --warn\n", ac->prog);
+		    "--quota, --allowance, --period, --no-quota, --warn, "
+		    "--password, --password-file or --no-password\n",
+		    ac->prog);
 		return EX_USAGE;
 	}
+	if ((ex = account_cmd_password(ac)) != 0)
+		return ex;
 	if ((ex = account_cmd_open(ac, false)) != 0)
 		return ex;
 	return account_cmd_put(ac, false);
@@ -456,6 +805,9 @@ account_cmd_names_cb(void *arg, const struct store_account *a)
 	struct account_cmd_names *names = arg;
 
 	names->v = xreallocarray(names->v, names->n + 1, sizeof(*names->v));
+	names->password = xreallocarray(names->password, names->n + 1,
+	    sizeof(*names->password));
+	names->password[names->n] = a->verifier != NULL;
 	names->v[names->n++] = xstrdup(a->name);
 	return 0;
 }
@@ -465,12 +817,14 @@ account_cmd_list(struct account_cmd *ac)
 {
 	static const char *const head[] = {
 		"NAME", "ALLOWANCE", "PERIOD", "WARN", "USED", "RESERVED",
+		"PASSWORD",
 	};
-	struct account_cmd_names names = { NULL, 0 };
+	enum { ACCOUNT_CMD_NCOLS = sizeof(head) / sizeof(head[0]) };
+	struct account_cmd_names names = { NULL, NULL, 0 };
 	struct store *s;
 	struct store_quota q;
-	char (*cell)[6][32] = NULL;
-	size_t w[6], i, k;
+	char (*cell)[ACCOUNT_CMD_NCOLS][32] = NULL;
+	size_t w[ACCOUNT_CMD_NCOLS], i, k;
 	int64_t now;
 	int code, ex = 0;
 
@@ -484,39 +838,46 @@ account_cmd_list(struct account_cmd *ac)
 	for (i = 0; code == 0 && i < names.n; i++) {
 		if ((code = s->ops->quota_get(s, names.v[i], now, &q)) != 0)
 			break;
-		snprintf(cell[i][1], sizeof(cell[i][1]), "%" PRIu64,
-		    q.allowance);
+		if (q.allowance == STORE_ALLOWANCE_UNLIMITED)
+			snprintf(cell[i][1], sizeof(cell[i][1]), "unlimited");
+		else
+			snprintf(cell[i][1], sizeof(cell[i][1]), "%" PRIu64,
+			    q.allowance);
 		account_cmd_duration(q.period, cell[i][2], sizeof(cell[i][2]));
 		snprintf(cell[i][3], sizeof(cell[i][3]), "%u%%", q.warn_pct);
 		snprintf(cell[i][4], sizeof(cell[i][4]), "%" PRIu64, q.used);
 		snprintf(cell[i][5], sizeof(cell[i][5]), "%" PRIu64,
 		    q.reserved);
+		snprintf(cell[i][6], sizeof(cell[i][6]), "%s",
+		    names.password[i] ? "set" : "none");
 	}
 	if (code != 0) {
 		ex = account_cmd_fail(ac, code);
 		goto out;
 	}
-	for (k = 0; k < 6; k++)
+	for (k = 0; k < ACCOUNT_CMD_NCOLS; k++)
 		w[k] = strlen(head[k]);
 	for (i = 0; i < names.n; i++) {
 		if (strlen(names.v[i]) > w[0])
 			w[0] = strlen(names.v[i]);
-		for (k = 1; k < 6; k++)
+		for (k = 1; k < ACCOUNT_CMD_NCOLS; k++)
 			if (strlen(cell[i][k]) > w[k])
 				w[k] = strlen(cell[i][k]);
 	}
-	printf("%-*s  %*s  %*s  %*s  %*s  %*s\n", (int)w[0], head[0],
+	/* The name left-aligned, the rest right-aligned. */
+	printf("%-*s  %*s  %*s  %*s  %*s  %*s  %*s\n", (int)w[0], head[0],
 	    (int)w[1], head[1], (int)w[2], head[2], (int)w[3], head[3],
-	    (int)w[4], head[4], (int)w[5], head[5]);
+	    (int)w[4], head[4], (int)w[5], head[5], (int)w[6], head[6]);
 	for (i = 0; i < names.n; i++)
-		printf("%-*s  %*s  %*s  %*s  %*s  %*s\n", (int)w[0],
+		printf("%-*s  %*s  %*s  %*s  %*s  %*s  %*s\n", (int)w[0],
 		    names.v[i], (int)w[1], cell[i][1], (int)w[2], cell[i][2],
 		    (int)w[3], cell[i][3], (int)w[4], cell[i][4], (int)w[5],
-		    cell[i][5]);
+		    cell[i][5], (int)w[6], cell[i][6]);
 out:
 	for (i = 0; i < names.n; i++)
 		free(names.v[i]);
 	free(names.v);
+	free(names.password);
 	free(cell);
 	return ex;
 }
@@ -524,13 +885,20 @@ out:
 static int
 account_cmd_show(struct account_cmd *ac)
 {
+	struct store_account a;
 	struct store_quota q;
 	char when[32];
 	uint64_t taken;
+	bool password;
 	int code, ex;
 
 	if ((ex = account_cmd_open(ac, false)) != 0)
 		return ex;
+	/* Two reads, no transaction: show works while a sender writes. */
+	if ((ex = account_cmd_get(ac, &a)) != 0)
+		return ex;
+	password = a.verifier != NULL;
+	store_account_release(&a);
 	code = ac->store->ops->quota_get(ac->store, ac->name,
 	    (int64_t)time(NULL), &q);
 	if (code == -ENOENT) {
@@ -542,18 +910,25 @@ account_cmd_show(struct account_cmd *ac)
 		return account_cmd_fail(ac, code);
 	taken = q.used + q.reserved;
 	printf("name: %s\n", ac->name);
-	printf("allowance: %" PRIu64 "\n", q.allowance);
+	if (q.allowance == STORE_ALLOWANCE_UNLIMITED)
+		printf("allowance: unlimited\n");
+	else
+		printf("allowance: %" PRIu64 "\n", q.allowance);
 	printf("period: %s\n", account_cmd_duration(q.period, when,
 	    sizeof(when)));
 	printf("warn: %u%%\n", q.warn_pct);
+	printf("password: %s\n", password ? "set" : "none");
 	printf("period-start: %s\n", mr_iso8601(q.period_start, when,
 	    sizeof(when)));
 	printf("period-end: %s\n", mr_iso8601(q.period_start + q.period,
 	    when, sizeof(when)));
 	printf("used: %" PRIu64 "\n", q.used);
 	printf("reserved: %" PRIu64 "\n", q.reserved);
-	printf("remaining: %" PRIu64 "\n", taken < q.allowance ?
-	    q.allowance - taken : 0);
+	if (q.allowance == STORE_ALLOWANCE_UNLIMITED)
+		printf("remaining: unlimited\n");
+	else
+		printf("remaining: %" PRIu64 "\n", taken < q.allowance ?
+		    q.allowance - taken : 0);
 	return 0;
 }
 
@@ -666,6 +1041,10 @@ account_cmd(int argc, char **argv)
 	if (ex != 0 && ac.err.len)
 		fprintf(stderr, "mailroom %s: %s\n", ac.prog,
 		    mr_buf_cstr(&ac.err));
+	if (ac.password != NULL) {
+		OPENSSL_cleanse(ac.password, ac.password_len);
+		free(ac.password);
+	}
 	store_close(&ac.store);
 	if (ac.have_cfg)
 		conf_release(&ac.cfg);

@@ -240,7 +240,7 @@ acct_format(const struct acct *a, const struct acct_record *r,
 	acct_field(a, b, "type", acct_type_names[r->type], (size_t)-1, false);
 	acct_field(a, b, "recipient", r->rcpt, r->rcpt ? r->rcpt_len : 0,
 	    false);
-	acct_number(a, b, "line", r->line, r->type == ACCT_BACKOFF);
+	acct_number(a, b, "line", r->line, true);	/* lines start at 1 */
 	acct_field(a, b, "domain", r->domain, (size_t)-1, false);
 	acct_field(a, b, "mx", r->mx, (size_t)-1, false);
 	acct_field(a, b, "host", r->host, (size_t)-1, false);

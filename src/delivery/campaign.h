@@ -21,6 +21,7 @@
 #include "conf/conf.h"
 #include "delivery/acct.h"
 #include "delivery/list.h"
+#include "delivery/msgsrc.h"
 #include "delivery/template.h"
 #include "recovery/recovery.h"
 
@@ -32,7 +33,9 @@ struct campaign_domain_stats {
 
 struct campaign {
 	const struct mr_config	*cfg;
-	const struct list	*list;
+	struct msgsrc		 src;		/* recipients and messages */
+	size_t			 ndomains;	/* known at start (a hint) */
+	const struct list	*list;		/* a campaign's; NULL: relay */
 	const struct tmpl	*tmpl;
 	const char		*mail_from;
 	char			 token[24];	/* unique per run */
@@ -42,10 +45,11 @@ struct campaign {
 	struct recovery		*rec;		/* NULL: no recovery state */
 	const char		*forensics_dir;	/* NULL: none kept */
 	bool			 batching;	/* fingerprints kept */
+	bool			 endless;	/* the relay: run until stopped */
 	unsigned		 nworkers;	/* engines (delivery threads) */
 	unsigned		 max_sessions;	/* all engines: what the file
 						 * descriptor limit allows */
-	struct campaign_domain_stats *dom;	/* by domain id */
+	struct campaign_domain_stats *dom;	/* by domain id, or NULL */
 	struct shaper		*shaper;	/* destinations' limits */
 
 	/* Set by the governor (the runner), read by the engines. */

@@ -36,6 +36,7 @@
 #include "core/mr_log.h"
 #include "core/xalloc.h"
 #include "delivery/cstore.h"
+#include "delivery/inject.h"
 #include "delivery/runner.h"
 #include "pop3edge/pop3_serve.h"
 
@@ -63,7 +64,10 @@ daemon_usage(FILE *fp)
 {
 	fprintf(fp,
 	    "usage: mailroom daemon [--config FILE] [--store FILE] "
-	    "[-o section.key=value]\n\n"
+	    "[--smtp-listen ADDR:PORT]\n"
+	    "                       [--route DOMAIN=HOST:PORT ...] "
+	    "[--accounting FILE]\n"
+	    "                       [-o section.key=value]\n\n"
 	    "Runs in the foreground: sends the store's campaigns when they "
 	    "are due\n(see mailroom campaign add --at), up to "
 	    "daemon.max_campaigns at once,\neach with the settings recorded "
@@ -73,9 +77,20 @@ daemon_usage(FILE *fp)
 	    "cleanly:\ncampaigns in progress are given back as scheduled.\n"
 	    "With pop3_proxy.listen set it also runs the POP3 proxy (edge or, "
 	    "with\npop3_proxy.aggregate, aggregating) on a thread of its own; "
-	    "its addresses\nare printed as \"listen: ...\" lines.\n\n"
+	    "its addresses\nare printed as \"listen: ...\" lines.\n"
+	    "With inject.listen (--smtp-listen) it accepts mail over ESMTP "
+	    "and relays it\nthrough the same delivery loops: a message is "
+	    "answered 250 only once it is\nin the spool on disk; clients "
+	    "outside inject.trusted_networks must AUTH as\na sending account "
+	    "with a password (mailroom account add NAME --password).\n\n"
 	    "  -c, --config FILE   configuration file (INI)\n"
 	    "      --store FILE    the store (store.path)\n"
+	    "      --smtp-listen ADDR:PORT  accept mail for relay "
+	    "(inject.listen)\n"
+	    "      --route DOMAIN=HOST:PORT  deliver DOMAIN's mail there "
+	    "(dns.route)\n"
+	    "      --accounting FILE  one record per outcome "
+	    "(send.accounting_file)\n"
 	    "  -o, --set K=V       override a parameter (section.key=value)\n"
 	    "  -h, --help          this text\n");
 }
@@ -372,6 +387,9 @@ daemon_cmd(int argc, char **argv)
 	static const struct option longopts[] = {
 		CONF_CLI_LONGOPTS,
 		{ "store", required_argument, NULL, 'S' },
+		{ "smtp-listen", required_argument, NULL, 'L' },
+		{ "route", required_argument, NULL, 'R' },
+		{ "accounting", required_argument, NULL, 'A' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -381,6 +399,7 @@ daemon_cmd(int argc, char **argv)
 	struct mr_buf err = MR_BUF_INIT;
 	struct store *s = NULL;
 	struct pop3_serve *pop3 = NULL;
+	struct injector *inj = NULL;
 	struct sigaction sa;
 	struct timespec ts;
 	size_t i, busy;
@@ -398,6 +417,15 @@ daemon_cmd(int argc, char **argv)
 		switch (c) {
 		case 'S':
 			conf_cli_set(&cl, "store.path", optarg);
+			break;
+		case 'L':
+			conf_cli_set(&cl, "inject.listen", optarg);
+			break;
+		case 'R':
+			conf_cli_set(&cl, "dns.route", optarg);
+			break;
+		case 'A':
+			conf_cli_set(&cl, "send.accounting_file", optarg);
 			break;
 		case 'h':
 			daemon_usage(stdout);
@@ -440,6 +468,25 @@ daemon_cmd(int argc, char **argv)
 			goto out;
 		}
 	}
+	/* SMTP injection, when configured: spool, relay, listener. */
+	if (*cfg.inject_listen != '\0') {
+		signal(SIGPIPE, SIG_IGN);
+		signal(SIGXFSZ, SIG_IGN);
+		inj = inject_open(&cfg, &err, &ex);
+		if (inj == NULL || inject_start(inj, &err) != 0) {
+			fprintf(stderr, "mailroom daemon: smtp injection: %s\n",
+			    mr_buf_cstr(&err));
+			if (inj != NULL)
+				ex = EX_OSERR;
+			inject_close(&inj);
+			pop3_serve_close(&pop3);
+			goto out;
+		}
+		mr_buf_reset(&err);
+		inject_status(inj, &err);
+		fputs(mr_buf_cstr(&err), stdout);
+		mr_buf_reset(&err);
+	}
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = daemon_on_signal;
 	sigaction(SIGINT, &sa, NULL);
@@ -477,6 +524,7 @@ daemon_cmd(int argc, char **argv)
 			nanosleep(&ts, NULL);
 		}
 	} while (busy);
+	inject_close(&inj);
 	pop3_serve_close(&pop3);
 	printf("mailroom daemon: stopped\n");
 out:

@@ -19,6 +19,7 @@
  * entries wait in a heap for their next attempt.
  */
 #include <arpa/inet.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,6 +75,7 @@ struct edomain {
 	struct ehost		*host;		/* attached to, or NULL */
 	TAILQ_ENTRY(edomain)	 host_link;
 	uint64_t		 served;	/* last given a session, ms */
+	uint64_t		 kicked;	/* e->kicks when last kicked */
 	uint64_t		 wait_until;	/* all targets down: mono ms */
 	LIST_ENTRY(edomain)	 wait_link;
 	bool			 waiting;
@@ -155,8 +157,8 @@ struct engine {
 	const struct mr_config	*cfg;
 	struct event_base	*base;
 	struct dns		*dns;
-	struct csv_parser	*cp;
-	struct tmpl_scratch	*ts;
+	const struct msgsrc	*src;		/* the campaign's */
+	struct msgsrc_scratch	*sc;		/* ours */
 	struct edomain		**doms;		/* by domain id; NULL: not ours */
 	size_t			 ndoms;
 	struct ehost		**hosts;
@@ -168,6 +170,12 @@ struct engine {
 	struct event		*tick;
 	struct edomain_wait_list waiting;
 	struct ehost_wake_list	 waking;	/* hosts the shaper held */
+	/* Recipients posted from other threads (engine_post()). */
+	pthread_mutex_t		 inbox_mu;
+	uint32_t		*inbox;
+	size_t			 ninbox, inbox_cap;
+	struct event		*inbox_ev;
+	uint64_t		 kicks;		/* inbox rounds, from 1 */
 	struct event		*wake_timer;	/* for the soonest of them */
 	uint64_t		 wake_armed;	/* mono ms it is set for */
 	struct etxn		*free_txns;
@@ -192,6 +200,7 @@ struct engine {
 static void engine_kick_domain(struct engine *e, struct edomain *d);
 static void engine_kick_host(struct engine *e, struct ehost *h);
 static void engine_check_done(struct engine *e);
+static void engine_inbox_cb(evutil_socket_t fd, short what, void *arg);
 static void engine_jop(struct engine *e, uint32_t rcpt, uint8_t type,
     uint16_t attempts);
 static void engine_commit(struct engine *e, bool force);
@@ -281,14 +290,25 @@ engine_host(struct engine *e, const char *domain, const char *const *mxs,
 static struct edomain *
 engine_domain(struct engine *e, uint32_t id)
 {
-	struct edomain *d = e->doms[id];
+	struct edomain *d;
+	size_t n;
 
-	if (d != NULL)
+	if (id >= e->ndoms) {
+		/* A source whose domains grow (the relay). */
+		n = e->ndoms ? e->ndoms : 64;
+		while (n <= id)
+			n *= 2;
+		e->doms = xreallocarray(e->doms, n, sizeof(*e->doms));
+		memset(e->doms + e->ndoms, 0, (n - e->ndoms) *
+		    sizeof(*e->doms));
+		e->ndoms = n;
+	}
+	if ((d = e->doms[id]) != NULL)
 		return d;
 	d = xcalloc(1, sizeof(*d));
 	d->e = e;
 	d->id = id;
-	d->name = list_domain_name(e->camp->list, id);
+	d->name = e->src->ops->domain_name(e->src->arg, id);
 	dqueue_init(&d->q, (uint32_t)e->cfg->queue_max_length);
 	e->doms[id] = d;
 	return d;
@@ -323,25 +343,28 @@ engine_record(struct engine *e, const struct queue_entry *ent,
     const struct engine_outcome *o)
 {
 	struct campaign *c = e->camp;
+	struct campaign_domain_stats *ds = c->dom ? &c->dom[ent->domain] :
+	    NULL;
 	struct acct_record r;
-	const struct csv_field *f;
-	size_t nf;
 
 	switch (o->type) {
 	case ACCT_DELIVERED:
 		atomic_fetch_add_explicit(&c->delivered, 1,
 		    memory_order_relaxed);
-		c->dom[ent->domain].delivered++;
+		if (ds)
+			ds->delivered++;
 		break;
 	case ACCT_BOUNCED:
 		atomic_fetch_add_explicit(&c->bounced, 1,
 		    memory_order_relaxed);
-		c->dom[ent->domain].bounced++;
+		if (ds)
+			ds->bounced++;
 		break;
 	case ACCT_DEFERRED:
 		atomic_fetch_add_explicit(&c->deferrals, 1,
 		    memory_order_relaxed);
-		c->dom[ent->domain].deferrals++;
+		if (ds)
+			ds->deferrals++;
 		break;
 	case ACCT_REJECTED:
 	case ACCT_BACKOFF:
@@ -355,29 +378,32 @@ engine_record(struct engine *e, const struct queue_entry *ent,
 		engine_jop(e, ent->rcpt, o->type == ACCT_DEFERRED ?
 		    JOURNAL_DEFER : o->type == ACCT_BOUNCED ? JOURNAL_BOUNCED :
 		    JOURNAL_DELIVERED, ent->attempts);
-	if (c->acct == NULL)
-		return;
-	memset(&r, 0, sizeof(r));
-	r.type = o->type;
-	if (o->rcpt != NULL) {
-		r.rcpt = o->rcpt;
-		r.rcpt_len = strlen(o->rcpt);
-	} else {
-		f = list_fields(c->list, e->cp, ent->rcpt, &nf);
-		MR_ASSERT(f != NULL);
-		list_email(c->list, f, &r.rcpt, &r.rcpt_len);
+	if (c->acct != NULL) {
+		memset(&r, 0, sizeof(r));
+		r.type = o->type;
+		if (o->rcpt != NULL) {
+			r.rcpt = o->rcpt;
+			r.rcpt_len = strlen(o->rcpt);
+		} else {
+			e->src->ops->address(e->src->arg, e->sc, ent->rcpt,
+			    &r.rcpt, &r.rcpt_len);
+		}
+		r.line = e->src->ops->line(e->src->arg, ent->rcpt);
+		r.domain = e->src->ops->domain_name(e->src->arg, ent->domain);
+		r.mx = o->mx;
+		r.host = o->host;
+		r.attempt = ent->attempts;
+		r.code = o->code;
+		r.dsn = o->dsn;
+		r.reply = o->reply;
+		r.message_id = o->message_id;
+		r.forensics = o->forensics;
+		acct_format(c->acct, &r, &e->acctbuf);
 	}
-	r.line = list_line(c->list, ent->rcpt);
-	r.domain = list_domain_name(c->list, ent->domain);
-	r.mx = o->mx;
-	r.host = o->host;
-	r.attempt = ent->attempts;
-	r.code = o->code;
-	r.dsn = o->dsn;
-	r.reply = o->reply;
-	r.message_id = o->message_id;
-	r.forensics = o->forensics;
-	acct_format(c->acct, &r, &e->acctbuf);
+	if ((o->type == ACCT_DELIVERED || o->type == ACCT_BOUNCED) &&
+	    e->src->ops->final != NULL)
+		e->src->ops->final(e->src->arg, ent->rcpt,
+		    o->type == ACCT_BOUNCED);
 }
 
 /*
@@ -477,8 +503,10 @@ engine_defer(struct engine *e, struct queue_entry ent,
 	if (ent.attempts >= atomic_load_explicit(&e->camp->retry_limit,
 	    memory_order_relaxed))
 		why = "attempts";
-	else if (next + e->epoch >= e->camp->start_mono_ms +
-	    (uint64_t)e->cfg->queue_max_age)
+	else if (e->src->ops->received != NULL ? mr_wall_ms() + (next - now) >=
+	    e->src->ops->received(e->src->arg, ent.rcpt) +
+	    (uint64_t)e->cfg->queue_max_age : next + e->epoch >=
+	    e->camp->start_mono_ms + (uint64_t)e->cfg->queue_max_age)
 		why = "age";
 	if (why == NULL && !e->stopping) {
 		ent.due = (uint32_t)next;
@@ -825,10 +853,10 @@ engine_batch_match(void *arg, const struct queue_entry *head,
     const struct queue_entry *x)
 {
 	struct engine *e = arg;
-	uint64_t a = list_fingerprint(e->camp->list, head->rcpt);
+	uint64_t a = e->src->ops->fingerprint(e->src->arg, head->rcpt);
 
-	return a != 0 && a == list_fingerprint(e->camp->list, x->rcpt) &&
-	    head->attempts == x->attempts;
+	return a != 0 && a == e->src->ops->fingerprint(e->src->arg,
+	    x->rcpt) && head->attempts == x->attempts;
 }
 
 /*
@@ -842,12 +870,13 @@ engine_build(struct engine *e, struct edomain *d, struct ehost *h,
     const struct queue_entry *ents, size_t n)
 {
 	struct campaign *c = e->camp;
+	const struct msgsrc *src = e->src;
 	struct etxn *t = engine_txn_get(e);
-	const struct csv_field *f;
-	size_t nf, i, off[1024], alen;
-	const char *addr;
-	struct tmpl_msg msg;
+	size_t i, off[1024], alen;
+	const char *addr, *why = NULL;
+	struct msgsrc_stamp st;
 	bool eight = false;
+	int rc;
 
 	MR_ASSERT(n <= t->cap && n <= 1024);
 	memset(t->res, 0, n * sizeof(*t->res));
@@ -860,35 +889,34 @@ engine_build(struct engine *e, struct edomain *d, struct ehost *h,
 	snprintf(t->date, sizeof(t->date), "%s", engine_date(e));
 	for (i = 0; i < n; i++) {
 		t->ent[i] = ents[i];
-		f = list_fields(c->list, e->cp, ents[i].rcpt, &nf);
-		MR_ASSERT(f != NULL);
-		list_email(c->list, f, &addr, &alen);
+		src->ops->address(src->arg, e->sc, ents[i].rcpt, &addr, &alen);
 		off[i] = t->addrs.len;
 		mr_buf_append(&t->addrs, addr, alen);
 		mr_buf_putc(&t->addrs, '\0');
-		if (i == n - 1) {
-			/* The batch shares one rendering: the last row's
-			 * fields are still in the parser. */
-			msg.message_id = t->msgid;
-			msg.date = t->date;
-			t->txn.size = tmpl_render(c->tmpl, e->ts, f, nf, &msg,
-			    TMPL_DOT_STUFF, t->txn.body, &eight);
-		}
 	}
 	for (i = 0; i < n; i++)
 		t->rcpt[i] = t->addrs.data + off[i];
+	/* The batch shares one rendering (its messages are identical). */
+	st.message_id = t->msgid;
+	st.date = t->date;
+	rc = src->ops->render(src->arg, e->sc, ents[n - 1].rcpt, &st, true,
+	    t->txn.body, &t->txn.size, &eight, &why);
 	t->txn.nrcpts = n;
-	t->txn.mail_from = c->mail_from;
+	t->txn.mail_from = src->ops->mail_from(src->arg, ents[0].rcpt);
 	t->txn.eight_bit = eight;
-	if (t->txn.size > (size_t)e->cfg->send_max_message_size) {
+	if (rc != 0 || t->txn.size > (size_t)e->cfg->send_max_message_size) {
 		struct engine_outcome o;
 
 		memset(&o, 0, sizeof(o));
 		o.type = ACCT_BOUNCED;
-		o.dsn = "5.3.4";
+		o.dsn = rc != 0 ? "5.3.0" : "5.3.4";
 		mr_buf_reset(&e->tmp);
-		mr_buf_printf(&e->tmp, "message of %zu bytes exceeds "
-		    "send.max_message_size", t->txn.size);
+		if (rc != 0)
+			mr_buf_printf(&e->tmp, "message cannot be read: %s",
+			    why ? why : "unknown error");
+		else
+			mr_buf_printf(&e->tmp, "message of %zu bytes exceeds "
+			    "send.max_message_size", t->txn.size);
 		o.reply = mr_buf_cstr(&e->tmp);
 		for (i = 0; i < n; i++) {
 			t->ent[i].attempts++;
@@ -1298,10 +1326,11 @@ engine_keep_forensics(struct engine *e, struct etxn *t, size_t i,
     struct mr_buf *fx, char *path, size_t size)
 {
 	struct campaign *c = e->camp;
-	const struct csv_field *f;
 	struct evbuffer *msg;
-	struct tmpl_msg m;
-	size_t nf;
+	struct msgsrc_stamp m;
+	const char *why;
+	size_t len;
+	bool eight;
 	int r;
 
 	path[0] = '\0';
@@ -1310,19 +1339,22 @@ engine_keep_forensics(struct engine *e, struct etxn *t, size_t i,
 	    (uint64_t)e->cfg->send_forensics_max)
 		return;
 	if (fx->len == 0) {
-		f = list_fields(c->list, e->cp, t->ent[i].rcpt, &nf);
-		MR_ASSERT(f != NULL);
 		msg = evbuffer_new();
 		m.message_id = t->msgid;
 		m.date = t->date;
-		tmpl_render(c->tmpl, e->ts, f, nf, &m, 0, msg, NULL);
+		if (e->src->ops->render(e->src->arg, e->sc, t->ent[i].rcpt, &m,
+		    false, msg, &len, &eight, &why) != 0) {
+			evbuffer_free(msg);
+			return;
+		}
 		mr_buf_reserve(fx, evbuffer_get_length(msg));
 		fx->len = evbuffer_remove(msg, fx->data, evbuffer_get_length(msg));
 		fx->data[fx->len] = '\0';
 		evbuffer_free(msg);
 	}
 	r = forensics_keep(c->forensics_dir,
-	    list_line(c->list, t->ent[i].rcpt), fx->data, fx->len, path, size);
+	    e->src->ops->line(e->src->arg, t->ent[i].rcpt), fx->data, fx->len,
+	    path, size);
 	if (r != 0) {
 		mr_log_warn("engine", "event=forensics dir=%s error=%s",
 		    mr_q(c->forensics_dir, (size_t)-1),
@@ -1588,7 +1620,7 @@ engine_check_done(struct engine *e)
 	size_t i;
 	struct esess *es, *next;
 
-	if (e->pending != 0)
+	if (e->pending != 0 || (e->camp->endless && !e->stopping))
 		return;
 	for (i = 0; i < e->nhosts; i++) {
 		for (es = TAILQ_FIRST(&e->hosts[i]->idle); es != NULL;
@@ -1635,9 +1667,9 @@ engine_new(struct campaign *camp, unsigned id, struct mr_buf *err)
 			return NULL;
 		}
 	}
-	e->cp = csv_parser_new((size_t)e->cfg->send_max_row_size);
-	e->ts = tmpl_scratch_new();
-	e->ndoms = list_ndomains(camp->list);
+	e->src = &camp->src;
+	e->sc = e->src->ops->scratch_new(e->src->arg);
+	e->ndoms = camp->ndomains;
 	e->doms = xcalloc(e->ndoms ? e->ndoms : 1, sizeof(*e->doms));
 	e->host_index = mr_hmap_new(engine_host_eq, e);
 	rheap_init(&e->retry);
@@ -1645,14 +1677,18 @@ engine_new(struct campaign *camp, unsigned id, struct mr_buf *err)
 	LIST_INIT(&e->waking);
 	e->retry_timer = evtimer_new(e->base, engine_retry_cb, e);
 	e->wake_timer = evtimer_new(e->base, engine_wake_cb, e);
+	pthread_mutex_init(&e->inbox_mu, NULL);
+	e->inbox_ev = event_new(e->base, -1, 0, engine_inbox_cb, e);
+	e->kicks = 1;
 	e->tick = event_new(e->base, -1, EV_PERSIST, engine_tick_cb, e);
 	evtimer_add(e->tick, &tick);
 	e->workers = workers;
 	return e;
 }
 
-void
-engine_add(struct engine *e, uint32_t rcpt, uint16_t attempts)
+/* engine_enqueue - recipient rcpt joins its domain's queue. */
+static struct edomain *
+engine_enqueue(struct engine *e, uint32_t rcpt, uint16_t attempts)
 {
 	struct queue_entry ent;
 	struct edomain *d;
@@ -1661,11 +1697,74 @@ engine_add(struct engine *e, uint32_t rcpt, uint16_t attempts)
 	ent.rcpt = rcpt;
 	ent.attempts = attempts;
 	ent.due = (uint32_t)engine_now(e);	/* its age, for queue.policy */
-	ent.domain = list_domain(e->camp->list, rcpt);
+	ent.domain = e->src->ops->domain(e->src->arg, rcpt);
 	d = engine_domain(e, ent.domain);
 	dqueue_push(&d->q, &ent);
 	e->queued++;
 	e->pending++;
+	return d;
+}
+
+void
+engine_add(struct engine *e, uint32_t rcpt, uint16_t attempts)
+{
+	(void)engine_enqueue(e, rcpt, attempts);
+}
+
+/* engine_inbox_cb - take what other threads posted (on the loop). */
+static void
+engine_inbox_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct engine *e = arg;
+	struct edomain *d;
+	uint32_t *v;
+	size_t n, i;
+
+	(void)fd;
+	(void)what;
+	pthread_mutex_lock(&e->inbox_mu);
+	v = e->inbox;
+	n = e->ninbox;
+	e->inbox = NULL;
+	e->ninbox = e->inbox_cap = 0;
+	pthread_mutex_unlock(&e->inbox_mu);
+	/* Each joins its domain's queue (and its host's count, when the
+	 * domain is attached), then each domain touched is kicked once. */
+	for (i = 0; i < n; i++) {
+		d = engine_enqueue(e, v[i], 0);
+		if (d->host != NULL)
+			d->host->queued++;
+		v[i] = d->id;
+	}
+	engine_note_queue(e);
+	for (i = 0; i < n; i++) {
+		d = e->doms[v[i]];
+		if (d->kicked == e->kicks)
+			continue;
+		d->kicked = e->kicks;
+		engine_kick_domain(e, d);
+	}
+	e->kicks++;
+	free(v);
+}
+
+void
+engine_post(struct engine *e, const uint32_t *rcpts, size_t n)
+{
+	bool wake;
+
+	pthread_mutex_lock(&e->inbox_mu);
+	if (e->ninbox + n > e->inbox_cap) {
+		e->inbox_cap = (e->ninbox + n) * 2;
+		e->inbox = xreallocarray(e->inbox, e->inbox_cap,
+		    sizeof(*e->inbox));
+	}
+	memcpy(e->inbox + e->ninbox, rcpts, n * sizeof(*rcpts));
+	wake = e->ninbox == 0;
+	e->ninbox += n;
+	pthread_mutex_unlock(&e->inbox_mu);
+	if (wake)
+		event_active(e->inbox_ev, EV_READ, 1);
 }
 
 void
@@ -1682,7 +1781,7 @@ engine_run(struct engine *e)
 	for (i = 0; i < e->ndoms; i++)
 		if (e->doms[i] != NULL)
 			engine_kick_domain(e, e->doms[i]);
-	if (e->pending > 0)
+	if (e->pending > 0 || e->camp->endless)
 		event_base_dispatch(e->base);
 }
 
@@ -1731,8 +1830,7 @@ engine_free(struct engine **ep)
 	rheap_release(&e->retry);
 	engine_txn_free_all(e);
 	dns_free(&e->dns);
-	csv_parser_free(&e->cp);
-	tmpl_scratch_free(&e->ts);
+	e->src->ops->scratch_free(e->src->arg, e->sc);
 	engine_commit(e, true);
 	mr_buf_release(&e->tmp);
 	mr_buf_release(&e->fx);
@@ -1740,6 +1838,9 @@ engine_free(struct engine **ep)
 	free(e->jops);
 	event_free(e->retry_timer);
 	event_free(e->wake_timer);
+	event_free(e->inbox_ev);
+	free(e->inbox);
+	pthread_mutex_destroy(&e->inbox_mu);
 	event_free(e->tick);
 	event_base_free(e->base);
 	free(e);

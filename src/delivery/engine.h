@@ -43,7 +43,13 @@ void engine_free(struct engine **ep);
 /* engine_add - queue recipient rcpt (an index in the campaign's list)
  * that has had `attempts` attempts already (a resumed campaign). */
 void engine_add(struct engine *e, uint32_t rcpt, uint16_t attempts);
-/* engine_run - deliver; returns when done (see above). */
+/*
+ * engine_post - queue recipients from another thread (the relay's
+ * listener): they join the engine's queues on its loop.  Thread-safe.
+ */
+void engine_post(struct engine *e, const uint32_t *rcpts, size_t n);
+/* engine_run - deliver; returns when done (see above), or for an endless
+ * campaign (the relay) when it is stopped. */
 void engine_run(struct engine *e);
 void engine_get_stats(const struct engine *e, struct engine_stats *st);
 

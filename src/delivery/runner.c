@@ -32,6 +32,7 @@
 #include "core/xalloc.h"
 #include "delivery/acct.h"
 #include "delivery/campaign.h"
+#include "delivery/campsrc.h"
 #include "delivery/csv.h"
 #include "delivery/engine.h"
 #include "delivery/list.h"
@@ -50,6 +51,7 @@ struct runner {
 	const struct runner_opts *o;
 	const struct mr_config	*cfg;
 	struct campaign		 camp;
+	struct campsrc		 cs;		/* the campaign as a source */
 	struct list		*list;
 	struct tmpl		*tmpl;
 	char			*mail_from;
@@ -493,7 +495,8 @@ runner_admit(struct runner *r, uint64_t need, struct mr_buf *err)
 		return code == -ENOENT ? EX_CONFIG : EX_IOERR;
 	}
 	after = q.used + q.reserved + need;
-	if (q.allowance > 0 && after * 100 >= (uint64_t)q.warn_pct *
+	if (q.allowance > 0 && q.allowance != STORE_ALLOWANCE_UNLIMITED &&
+	    after * 100 >= (uint64_t)q.warn_pct *
 	    q.allowance)
 		fprintf(stderr, "mailroom %s: warning: account %s has %" PRIu64
 		    " of %" PRIu64 " messages (%" PRIu64 "%%) used or reserved "
@@ -854,29 +857,6 @@ runner_lease(struct runner *r)
 /* ---------------------------------------------------------------- */
 /* Pace: the governor, the retry limit, the destinations' changes   */
 /* ---------------------------------------------------------------- */
-
-/* runner_shape_change - a destination's limits were cut: a "backoff"
- * record in the accounting file (the shaper logged it already). */
-static void
-runner_shape_change(void *arg, const struct shape_change *ch)
-{
-	struct runner *r = arg;
-	struct acct_record rec;
-	char reply[768];
-
-	if (r->camp.acct == NULL)
-		return;
-	snprintf(reply, sizeof(reply), "%s %s -> %s%s%s: %s", ch->what,
-	    ch->before, ch->after, *ch->source ? " from source " : "",
-	    ch->source, ch->reason);
-	memset(&rec, 0, sizeof(rec));
-	rec.type = ACCT_BACKOFF;
-	rec.domain = ch->dest;
-	rec.code = ch->code;
-	rec.dsn = ch->dsn;
-	rec.reply = reply;
-	acct_write(r->camp.acct, &rec);
-}
 
 static int
 runner_pace_init(struct runner *r, struct mr_buf *err)
@@ -1246,6 +1226,12 @@ runner_run(const struct runner_opts *o, enum runner_end *end_r,
 	r.camp.list = r.list;
 	r.camp.tmpl = r.tmpl;
 	r.camp.mail_from = r.mail_from;
+	r.cs.list = r.list;
+	r.cs.tmpl = r.tmpl;
+	r.cs.mail_from = r.mail_from;
+	r.cs.max_row = (size_t)r.cfg->send_max_row_size;
+	campsrc_init(&r.cs, &r.camp.src);
+	r.camp.ndomains = list_ndomains(r.list);
 	r.camp.start_mono_ms = mr_clock_ms();
 	r.camp.forensics_dir = *r.cfg->send_forensics_dir ?
 	    r.cfg->send_forensics_dir : NULL;
@@ -1260,7 +1246,7 @@ runner_run(const struct runner_opts *o, enum runner_end *end_r,
 			goto out;
 		}
 	}
-	r.camp.shaper = shaper_new(r.cfg, runner_shape_change, &r, err);
+	r.camp.shaper = shaper_new(r.cfg, shape_acct_cb, r.camp.acct, err);
 	if (r.camp.shaper == NULL) {
 		ex = EX_CONFIG;
 		goto out;

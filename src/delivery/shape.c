@@ -23,6 +23,7 @@
 #include "core/mr_hmap.h"
 #include "core/mr_log.h"
 #include "core/xalloc.h"
+#include "delivery/acct.h"
 #include "delivery/shape.h"
 
 #define SHAPE_TAU_MS		1000.0	/* rate estimate time constant */
@@ -943,4 +944,25 @@ shaper_status(struct shaper *sh, uint64_t now, struct shape_status *st,
 	}
 	pthread_mutex_unlock(&sh->mu);
 	return n;
+}
+
+void
+shape_acct_cb(void *arg, const struct shape_change *ch)
+{
+	struct acct *a = arg;
+	struct acct_record rec;
+	char reply[768];
+
+	if (a == NULL)
+		return;
+	snprintf(reply, sizeof(reply), "%s %s -> %s%s%s: %s", ch->what,
+	    ch->before, ch->after, *ch->source ? " from source " : "",
+	    ch->source, ch->reason);
+	memset(&rec, 0, sizeof(rec));
+	rec.type = ACCT_BACKOFF;
+	rec.domain = ch->dest;
+	rec.code = ch->code;
+	rec.dsn = ch->dsn;
+	rec.reply = reply;
+	acct_write(a, &rec);
 }

@@ -68,6 +68,10 @@ struct shape_change {
  * is needed and return; never call back into the shaper. */
 typedef void shape_change_cb(void *arg, const struct shape_change *ch);
 
+/* shape_acct_cb - a change callback writing a "backoff" record to the
+ * accounting file arg (a struct acct *, or NULL for none). */
+shape_change_cb shape_acct_cb;
+
 /*
  * shaper_new - a shaper for cfg (borrowed; must outlive it).  NULL with a
  * message in err when a rule does not compile or a source address is not

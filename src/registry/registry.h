@@ -35,6 +35,7 @@
 #include <stdint.h>
 
 #include "core/mr_buf.h"
+#include "registry/verifier.h"	/* verifiers of user passwords */
 
 struct event_base;
 struct mr_config;
@@ -78,18 +79,6 @@ bool registry_valid_name(const char *name);
 /* reg_tls_name / reg_tls_parse - "none", "stls", "pop3s". */
 const char *reg_tls_name(int tls);
 int reg_tls_parse(const char *text);	/* -1 when unknown */
-
-/*
- * Verifiers.  reg_verifier_make - a new verifier of password with a fresh
- * random salt and iter iterations (0: the default, REG_PBKDF2_ITER), as
- * a string the caller frees; NULL only when out of memory or randomness.
- * reg_verifier_check - whether password matches verifier, in constant
- * time for a given verifier; false for a malformed verifier.
- */
-#define REG_PBKDF2_ITER	50000
-char *reg_verifier_make(const char *password, size_t len, unsigned iter);
-bool reg_verifier_check(const char *verifier, const char *password,
-    size_t len);
 
 /*
  * Opening.  registry_open_store - the registry in the store file path,

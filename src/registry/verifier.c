@@ -1,5 +1,5 @@
 /*
- * verifier.c - login password verifiers (registry.h): PBKDF2-HMAC-SHA256
+ * verifier.c - login password verifiers (verifier.h): PBKDF2-HMAC-SHA256
  * with a 16-byte random salt, kept as "$pbkdf2-sha256$ITER$SALT$HASH"
  * (SALT and HASH in base64), compared in constant time.
  */
@@ -14,8 +14,8 @@
 #include <openssl/rand.h>
 
 #include "core/xalloc.h"
-#include "registry/registry.h"
 #include "registry/seal.h"
+#include "registry/verifier.h"
 
 #define REG_VERIFIER_PREFIX	"$pbkdf2-sha256$"
 #define REG_VERIFIER_SALT	16

@@ -125,15 +125,6 @@ store_campaign_release(struct store_campaign *c)
 	memset(c, 0, sizeof(*c));
 }
 
-void
-store_account_release(struct store_account *a)
-{
-	if (a == NULL)
-		return;
-	free(a->name);
-	memset(a, 0, sizeof(*a));
-}
-
 /* store_wipe_free - zero a string's bytes, then free it. */
 static void
 store_wipe_free(char *str)
@@ -142,6 +133,16 @@ store_wipe_free(char *str)
 		return;
 	OPENSSL_cleanse(str, strlen(str));
 	free(str);
+}
+
+void
+store_account_release(struct store_account *a)
+{
+	if (a == NULL)
+		return;
+	free(a->name);
+	store_wipe_free(a->verifier);
+	memset(a, 0, sizeof(*a));
 }
 
 void

@@ -104,11 +104,22 @@ struct store_mark {
 	uint64_t	seq;
 };
 
+/*
+ * A sending account (D16, D17).  An allowance of STORE_ALLOWANCE_UNLIMITED
+ * is no quota: every admission fits, and what is used is still counted
+ * per period.  verifier is the account's password for SMTP AUTH as a
+ * verifier (registry/verifier.h; account_put refuses anything that does
+ * not start with '$', so a password in clear cannot be stored), or NULL:
+ * no password, the account cannot authenticate.
+ */
+#define STORE_ALLOWANCE_UNLIMITED	UINT64_MAX
+
 struct store_account {
 	char		*name;
 	uint64_t	 allowance;	/* messages per period */
 	int64_t		 period;	/* seconds */
 	unsigned	 warn_pct;	/* warn at this share, 1..100 */
+	char		*verifier;	/* "$pbkdf2-sha256$..." or NULL */
 };
 
 /* An account's numbers in the current period. */
@@ -316,8 +327,8 @@ void store_close(struct store **sp);
 const char *store_error(const struct store *s);
 
 void store_campaign_release(struct store_campaign *c);
+/* These wipe the verifier and the sealed values too. */
 void store_account_release(struct store_account *a);
-/* The registry's: they wipe the verifier and the sealed values too. */
 void store_reg_user_release(struct store_reg_user *u);
 void store_reg_account_release(struct store_reg_account *a);
 

@@ -1,7 +1,7 @@
 /*
  * store_int.h - what store.c shares with the backends (store_sqlite.c,
  * later store_pg.c).  Not part of the store's interface: only src/store/
- * and tests/unit/test_store.c include it.
+ * and the unit tests include it.
  *
  * A backend embeds struct store as the first member of its own struct,
  * fills it with store_base_init() and frees it with store_base_release()
@@ -17,7 +17,7 @@
  * the application id that marks a file as a mailroom store (both in the
  * database header: PRAGMA user_version and PRAGMA application_id).
  */
-#define STORE_SQLITE_SCHEMA_VERSION	2
+#define STORE_SQLITE_SCHEMA_VERSION	3
 #define STORE_SQLITE_APPLICATION_ID	0x4d526d31	/* "MRm1" */
 
 /*
@@ -34,6 +34,17 @@ struct store *store_sqlite_open(const char *path, int flags,
  */
 int store_sqlite_test_sql(struct store *s, const char *sql, char *buf,
     size_t size);
+
+/*
+ * store_sqlite_test_create - for tests only: make a new store file at
+ * path as an older mailroom left it, at schema version (1 up to
+ * STORE_SQLITE_SCHEMA_VERSION; the shipped migration steps up to it),
+ * then run sql (any number of statements; may be NULL) to fill it.
+ * Returns 0, or -EEXIST when path exists, -EINVAL for a version this
+ * build does not know, -EIO with a sentence in err.
+ */
+int store_sqlite_test_create(const char *path, int version, const char *sql,
+    struct mr_buf *err);
 
 /* store_base_init - fill the common part; path is copied. */
 void store_base_init(struct store *s, const struct store_ops *ops,

@@ -168,6 +168,12 @@ static const char *const store_sqlite_migrations[] = {
 	"  name TEXT PRIMARY KEY NOT NULL,"
 	"  value TEXT NOT NULL"
 	") WITHOUT ROWID;",
+	/*
+	 * 2 -> 3: a sending account's password for SMTP AUTH (D17), as a
+	 * verifier (src/registry/verifier.h); NULL: none, the account cannot
+	 * authenticate.  Existing accounts get none.
+	 */
+	"ALTER TABLE accounts ADD COLUMN verifier TEXT;",
 };
 
 _Static_assert(sizeof(store_sqlite_migrations) /
@@ -311,15 +317,16 @@ static const char *const store_sqlite_sql[STORE_SQLITE_NST] = {
 	    "SELECT generation, writer, seq FROM journal_marks "
 	    "WHERE campaign = ?1 ORDER BY generation, writer",
 	[STORE_SQLITE_ACCT_PUT] =
-	    "INSERT INTO accounts (name, allowance, period, warn_pct) "
-	    "VALUES (?1, ?2, ?3, ?4) ON CONFLICT (name) DO UPDATE SET "
-	    "allowance = excluded.allowance, period = excluded.period, "
-	    "warn_pct = excluded.warn_pct",
+	    "INSERT INTO accounts (name, allowance, period, warn_pct, "
+	    "verifier) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (name) DO "
+	    "UPDATE SET allowance = excluded.allowance, "
+	    "period = excluded.period, warn_pct = excluded.warn_pct, "
+	    "verifier = excluded.verifier",
 	[STORE_SQLITE_ACCT_GET] =
-	    "SELECT name, allowance, period, warn_pct FROM accounts "
+	    "SELECT name, allowance, period, warn_pct, verifier FROM accounts "
 	    "WHERE name = ?1",
 	[STORE_SQLITE_ACCT_LIST] =
-	    "SELECT name, allowance, period, warn_pct FROM accounts "
+	    "SELECT name, allowance, period, warn_pct, verifier FROM accounts "
 	    "ORDER BY name",
 	[STORE_SQLITE_ACCT_REMOVE] = "DELETE FROM accounts WHERE name = ?1",
 	[STORE_SQLITE_QUOTA_USED] =
@@ -1527,6 +1534,7 @@ store_sqlite_read_account(sqlite3_stmt *st, struct store_account *a)
 	a->allowance = (uint64_t)sqlite3_column_int64(st, 1);
 	a->period = sqlite3_column_int64(st, 2);
 	a->warn_pct = (unsigned)sqlite3_column_int(st, 3);
+	a->verifier = store_sqlite_col_str(st, 4);
 }
 
 static int
@@ -1543,10 +1551,16 @@ store_sqlite_account_put(struct store *s, const struct store_account *a)
 		    "%s: the period must be positive (it is %" PRId64 ") and "
 		    "the warning share 1..100 (it is %u)", s->path, a->name,
 		    a->period, a->warn_pct);
+	/* Never a password in clear: a verifier starts with its scheme. */
+	if (a->verifier != NULL && a->verifier[0] != '$')
+		return store_fail(s, -EINVAL, "store %s: account_put: account "
+		    "%s: the password must be given as a verifier", s->path,
+		    a->name);
 	sqlite3_bind_text(st, 1, a->name, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, (int64_t)a->allowance);
 	sqlite3_bind_int64(st, 3, a->period);
 	sqlite3_bind_int(st, 4, (int)a->warn_pct);
+	store_sqlite_bind_str(st, 5, a->verifier);
 	return store_sqlite_run(ss, st, "account_put");
 }
 
@@ -2173,6 +2187,47 @@ store_sqlite_test_sql(struct store *s, const char *sql, char *buf,
 	    store_sqlite_err(ss, "test_sql", rc);
 	sqlite3_finalize(st);
 	return rc;
+}
+
+int
+store_sqlite_test_create(const char *path, int version, const char *sql,
+    struct mr_buf *err)
+{
+	sqlite3 *db = NULL;
+	char pragmas[128];
+	int i, rc;
+
+	if (version < 1 || version > STORE_SQLITE_SCHEMA_VERSION) {
+		mr_buf_printf(err, "schema %d is not one this build knows",
+		    version);
+		return -EINVAL;
+	}
+	if (access(path, F_OK) == 0) {
+		mr_buf_printf(err, "%s exists", path);
+		return -EEXIST;
+	}
+	snprintf(pragmas, sizeof(pragmas), "PRAGMA application_id = %d; "
+	    "PRAGMA user_version = %d", STORE_SQLITE_APPLICATION_ID, version);
+	rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE |
+	    SQLITE_OPEN_CREATE, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(db, "PRAGMA journal_mode = WAL; "
+		    "PRAGMA foreign_keys = ON; BEGIN IMMEDIATE", NULL, NULL,
+		    NULL);
+	for (i = 0; rc == SQLITE_OK && i < version; i++)
+		rc = sqlite3_exec(db, store_sqlite_migrations[i], NULL, NULL,
+		    NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(db, pragmas, NULL, NULL, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+	if (rc == SQLITE_OK && sql != NULL)
+		rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+	if (rc != SQLITE_OK)
+		mr_buf_printf(err, "%s: schema %d: %s", path, version,
+		    db != NULL ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+	sqlite3_close_v2(db);
+	return rc == SQLITE_OK ? 0 : -EIO;
 }
 
 static const struct store_ops store_sqlite_ops = {

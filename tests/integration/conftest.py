@@ -4,10 +4,13 @@ real peers the tests talk to (dnsmasq here; SMTP peers in peers.py).
 Every server is started by the test, on loopback, and stopped by PID at
 teardown.  Run with Debian's /usr/bin/python3 -m pytest.
 """
+import json
 import os
 import pathlib
+import signal
 import socket
 import subprocess
+import sys
 import time
 
 import pytest
@@ -349,3 +352,62 @@ def tmpfs(tmp_path):
         if r.returncode != 0:
             subprocess.run(["umount", "-l", str(path)], capture_output=True,
                            timeout=30)
+
+
+RECEIVER = pathlib.Path(__file__).with_name("receiver.py")
+
+
+class Receiver:
+    """One receiver.py process (started and stopped by PID)."""
+
+    def __init__(self, tmp_path, mode, host="127.0.0.2", port=None, **kw):
+        self.mode = mode
+        self.host = host
+        self.port = port or free_port(host)
+        self.stats_path = tmp_path / f"{mode}-{self.port}.json"
+        argv = [sys.executable if sys.executable.startswith("/usr/bin")
+                else "/usr/bin/python3", str(RECEIVER), mode,
+                "--listen", f"{host}:{self.port}",
+                "--stats", str(self.stats_path)]
+        for k, v in kw.items():
+            if v is True:
+                argv += [f"--{k.replace('_', '-')}"]
+            else:
+                argv += [f"--{k.replace('_', '-')}", str(v)]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        assert line.startswith("ready"), (line, self.proc.stderr.read())
+        self.stats = None
+
+    @property
+    def address(self):
+        return f"{self.host}:{self.port}"
+
+    def stop(self):
+        if self.stats is None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=30)
+            self.stats = json.loads(self.stats_path.read_text())
+        return self.stats
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def receivers(tmp_path):
+    """Factory: receivers(mode, host=..., **flags) -> Receiver, a
+    receiver.py process (fast, slow, throttle), killed at teardown."""
+    made = []
+
+    def make(mode, **kw):
+        r = Receiver(tmp_path, mode, **kw)
+        made.append(r)
+        return r
+
+    yield make
+    for r in made:
+        r.kill()

@@ -16,7 +16,7 @@ MODE:
              receiver as a whole).
 
 On SIGTERM (or SIGINT) it writes FILE as JSON and exits: every accepted
-recipient with its time, the times of each 451 and 421, the most
+recipient with its time (and with --keep every message as received), the times of each 451 and 421, the most
 connections open at once, how many connections there were, and from
 which client addresses.  It prints
 "ready PORT" on stdout once it listens.
@@ -41,6 +41,7 @@ class Stats:
         self.max_open = 0
         self.connections = 0
         self.peers = collections.Counter()   # connections per client IP
+        self.messages = []       # with --keep: (rcpts, data as latin-1)
         self.window = collections.deque()   # accepted RCPT times, 1 s
 
     def dump(self, path):
@@ -52,6 +53,7 @@ class Stats:
                 "max_open": self.max_open,
                 "connections": self.connections,
                 "peers": dict(self.peers),
+                "messages": self.messages,
             }, f)
 
 
@@ -98,6 +100,10 @@ class Handler:
         now = time.time()
         for r in envelope.rcpt_tos:
             self.stats.accepted.append((now, r.lower()))
+        if self.args.keep:
+            self.stats.messages.append(
+                ([r.lower() for r in envelope.rcpt_tos],
+                 bytes(envelope.original_content).decode("latin-1")))
         server.messages_here += 1
         return "250 2.0.0 OK queued"
 
@@ -143,6 +149,8 @@ def main():
     ap.add_argument("--delay", type=float, default=0.3)
     ap.add_argument("--per-conn", type=int, default=20)
     ap.add_argument("--rate", type=int, default=300)
+    ap.add_argument("--keep", action="store_true",
+                    help="keep every message (small tests only)")
     args = ap.parse_args()
     host, port = args.listen.rsplit(":", 1)
     stats = Stats()

@@ -116,7 +116,7 @@ def test_account_add_change_list_show_remove(env):
     r = env.account("add", "acme", "--allowance", "1000", "--period", "1d")
     assert r.returncode == 0, r
     assert r.stdout.strip() == \
-        "account acme: 1000 messages per 1d, warning at 80%"
+        "account acme: 1000 messages per 1d, warning at 80%, no password"
     assert env.store.exists(), "add makes the store"
     r = env.account("add", "beta", "--allowance", "50", "--period", "3600",
                     "--warn", "50%")
@@ -125,7 +125,8 @@ def test_account_add_change_list_show_remove(env):
 
     q = env.show("acme")
     assert q == {"name": "acme", "allowance": "1000", "period": "1d",
-                 "warn": "80%", "period-start": q["period-start"],
+                 "warn": "80%", "password": "none",
+                 "period-start": q["period-start"],
                  "period-end": q["period-end"], "used": "0",
                  "reserved": "0", "remaining": "1000"}
     day = time.strftime("%Y-%m-%d", time.gmtime())
@@ -135,7 +136,7 @@ def test_account_add_change_list_show_remove(env):
     r = env.account("change", "acme", "--allowance", "2000", "--warn", "90")
     assert r.returncode == 0, r
     assert r.stdout.strip() == \
-        "account acme: 2000 messages per 1d, warning at 90%"
+        "account acme: 2000 messages per 1d, warning at 90%, no password"
     r = env.account("change", "beta", "--period", "30d")
     assert r.returncode == 0, r
     assert env.show("beta")["period"] == "30d"
@@ -145,10 +146,10 @@ def test_account_add_change_list_show_remove(env):
     assert r.returncode == 0, r
     lines = r.stdout.splitlines()
     assert lines[0].split() == ["NAME", "ALLOWANCE", "PERIOD", "WARN",
-                                "USED", "RESERVED"]
+                                "USED", "RESERVED", "PASSWORD"]
     assert [ln.split() for ln in lines[1:]] == [
-        ["acme", "2000", "1d", "90%", "0", "0"],
-        ["beta", "50", "30d", "50%", "0", "0"]]
+        ["acme", "2000", "1d", "90%", "0", "0", "none"],
+        ["beta", "50", "30d", "50%", "0", "0", "none"]]
     # Columns are aligned: every row as long as the heading.
     assert len({len(ln) for ln in lines}) == 1, lines
 
@@ -244,7 +245,7 @@ def test_allowance_covers_the_campaign(env, peer):
     assert env.usage("acme") == (7, 0)
     line = [ln for ln in env.account("list").stdout.splitlines()
             if ln.startswith("acme")][0]
-    assert line.split() == ["acme", "10", "1d", "80%", "7", "0"]
+    assert line.split() == ["acme", "10", "1d", "80%", "7", "0", "none"]
 
 
 def test_allowance_too_small_nothing_sent(env, peer):

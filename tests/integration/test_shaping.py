@@ -15,73 +15,16 @@ errors are refused at start-up with file and line, a [destination] limit
 holds, a response rule pauses a destination, and destinations that share
 an MX set share their limits.
 """
-import json
-import pathlib
 import random
-import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
-from conftest import free_port
 from peers import assert_accounting_sane, run_send
 
-RECEIVER = pathlib.Path(__file__).with_name("receiver.py")
 TEMPLATE = ("From: news@sender.test\nTo: {{email}}\nSubject: Hello "
             "{{name}}\n\nDear {{name}},\nthis is for you alone.\n")
-
-
-class Receiver:
-    """One receiver.py process (started and stopped by PID)."""
-
-    def __init__(self, tmp_path, mode, host="127.0.0.2", **kw):
-        self.mode = mode
-        self.host = host
-        self.port = free_port(host)
-        self.stats_path = tmp_path / f"{mode}-{self.port}.json"
-        argv = [sys.executable if sys.executable.startswith("/usr/bin")
-                else "/usr/bin/python3", str(RECEIVER), mode,
-                "--listen", f"{host}:{self.port}",
-                "--stats", str(self.stats_path)]
-        for k, v in kw.items():
-            argv += [f"--{k.replace('_', '-')}", str(v)]
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline()
-        assert line.startswith("ready"), (line, self.proc.stderr.read())
-        self.stats = None
-
-    @property
-    def address(self):
-        return f"{self.host}:{self.port}"
-
-    def stop(self):
-        if self.stats is None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout=30)
-            self.stats = json.loads(self.stats_path.read_text())
-        return self.stats
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-
-@pytest.fixture
-def receivers(tmp_path):
-    made = []
-
-    def make(mode, **kw):
-        r = Receiver(tmp_path, mode, **kw)
-        made.append(r)
-        return r
-
-    yield make
-    for r in made:
-        r.kill()
 
 
 def _rows(spec, seed=1):

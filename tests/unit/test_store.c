@@ -365,7 +365,7 @@ static void
 test_readonly_open(void **state)
 {
 	struct store_campaign c;
-	struct store_account a = { "acme", 10, 60, 80 };
+	struct store_account a = { "acme", 10, 60, 80, NULL };
 	struct store *s;
 	char path[64];
 
@@ -1043,13 +1043,13 @@ test_accounts(void **state)
 		struct store_account	a;
 		int			rc;
 	} rows[] = {
-		{ { "zeta", 1000, 86400, 80 }, 0 },
-		{ { "acme", 500, 3600, 90 }, 0 },
-		{ { "acme", 700, 3600, 75 }, 0 },	/* replaces */
-		{ { "", 1, 1, 1 }, -EINVAL },
-		{ { "bad-period", 1, 0, 50 }, -EINVAL },
-		{ { "bad-warn", 1, 60, 0 }, -EINVAL },
-		{ { "bad-warn", 1, 60, 101 }, -EINVAL },
+		{ { "zeta", 1000, 86400, 80, NULL }, 0 },
+		{ { "acme", 500, 3600, 90, NULL }, 0 },
+		{ { "acme", 700, 3600, 75, NULL }, 0 },	/* replaces */
+		{ { "", 1, 1, 1, NULL }, -EINVAL },
+		{ { "bad-period", 1, 0, 50, NULL }, -EINVAL },
+		{ { "bad-warn", 1, 60, 0, NULL }, -EINVAL },
+		{ { "bad-warn", 1, 60, 101, NULL }, -EINVAL },
 	};
 	struct t_fx *fx = *state;
 	struct store *s = fx->s;
@@ -1113,7 +1113,7 @@ test_quota_admit(void **state)
 {
 	struct t_fx *fx = *state;
 	struct store *s = fx->s;
-	struct store_account a = { "acme", 100, T_HOUR, 80 };
+	struct store_account a = { "acme", 100, T_HOUR, 80, NULL };
 	struct store_quota q;
 	int64_t c1, c2, now = T_T0 + 10;
 
@@ -1174,7 +1174,7 @@ test_quota_consume(void **state)
 {
 	struct t_fx *fx = *state;
 	struct store *s = fx->s;
-	struct store_account a = { "acme", 100, T_HOUR, 80 };
+	struct store_account a = { "acme", 100, T_HOUR, 80, NULL };
 	struct store_quota q;
 	int64_t c1, c2, now = T_T0 + 10;
 
@@ -1221,7 +1221,7 @@ test_quota_rollover(void **state)
 {
 	struct t_fx *fx = *state;
 	struct store *s = fx->s;
-	struct store_account a = { "acme", 100, T_HOUR, 80 };
+	struct store_account a = { "acme", 100, T_HOUR, 80, NULL };
 	struct store_quota q;
 	int64_t c1, c2, t = T_T0 + 3000;
 
@@ -1254,6 +1254,104 @@ test_quota_rollover(void **state)
 	    &q), 0);
 	t_quota_is(s, t, 40, 0);
 	t_quota_is(s, t + T_HOUR, 0, 60);
+}
+
+static int
+t_collect_verifiers(void *arg, const struct store_account *a)
+{
+	mr_buf_printf(arg, "%s:%s,", a->name, a->verifier != NULL ?
+	    a->verifier : "-");
+	return 0;
+}
+
+/* An account's password: a verifier or none, never anything in clear. */
+static void
+test_account_verifier(void **state)
+{
+	static const char v1[] = "$pbkdf2-sha256$1000$c2FsdA==$aGFzaA==";
+	static const char v2[] = "$pbkdf2-sha256$2000$c2FsdDI=$aGFzaDI=";
+	struct t_fx *fx = *state;
+	struct store *s = fx->s;
+	struct store_account a = { "acme", 100, 3600, 80, (char *)v1 };
+	struct store_account b = { "beta", 5, 60, 50, NULL };
+	struct store_account got;
+	struct store_quota q;
+	struct mr_buf l = MR_BUF_INIT;
+
+	assert_int_equal(s->ops->account_put(s, &a), 0);
+	assert_int_equal(s->ops->account_put(s, &b), 0);
+	assert_int_equal(s->ops->account_get(s, "acme", &got), 0);
+	assert_string_equal(got.verifier, v1);
+	assert_int_equal(got.allowance, 100);
+	store_account_release(&got);
+	assert_null(got.verifier);
+	assert_int_equal(s->ops->account_get(s, "beta", &got), 0);
+	assert_null(got.verifier);
+	store_account_release(&got);
+	assert_int_equal(s->ops->account_list(s, t_collect_verifiers, &l), 0);
+	assert_string_equal(mr_buf_cstr(&l), "acme:$pbkdf2-sha256$1000$"
+	    "c2FsdA==$aGFzaA==,beta:-,");
+
+	/* A password in clear, or an empty one, is refused; nothing moves. */
+	a.verifier = "hunter2";
+	assert_int_equal(s->ops->account_put(s, &a), -EINVAL);
+	t_assert_contains(store_error(s), "must be given as a verifier");
+	a.verifier = "";
+	assert_int_equal(s->ops->account_put(s, &a), -EINVAL);
+	assert_int_equal(s->ops->account_get(s, "acme", &got), 0);
+	assert_string_equal(got.verifier, v1);
+	store_account_release(&got);
+
+	/* Replaced, then removed; the quota reads as before. */
+	a.verifier = (char *)v2;
+	assert_int_equal(s->ops->account_put(s, &a), 0);
+	assert_int_equal(s->ops->account_get(s, "acme", &got), 0);
+	assert_string_equal(got.verifier, v2);
+	store_account_release(&got);
+	a.verifier = NULL;
+	assert_int_equal(s->ops->account_put(s, &a), 0);
+	assert_int_equal(s->ops->account_get(s, "acme", &got), 0);
+	assert_null(got.verifier);
+	store_account_release(&got);
+	assert_int_equal(s->ops->quota_get(s, "acme", T_T0, &q), 0);
+	assert_int_equal(q.allowance, 100);
+	mr_buf_release(&l);
+}
+
+/*
+ * No quota: STORE_ALLOWANCE_UNLIMITED admits any need, however much is
+ * used and reserved, and still counts what is used.
+ */
+static void
+test_quota_unlimited(void **state)
+{
+	struct t_fx *fx = *state;
+	struct store *s = fx->s;
+	struct store_account a = { "free", STORE_ALLOWANCE_UNLIMITED, 86400,
+	    80, NULL };
+	struct store_account got;
+	struct store_quota q;
+	int64_t c1, c2, now = T_T0 + 10;
+
+	assert_int_equal(s->ops->account_put(s, &a), 0);
+	assert_int_equal(s->ops->account_get(s, "free", &got), 0);
+	assert_true(got.allowance == STORE_ALLOWANCE_UNLIMITED);
+	store_account_release(&got);
+	c1 = t_insert(s, "one", 0);
+	c2 = t_insert(s, "two", 0);
+	assert_int_equal(s->ops->quota_admit(s, "free", c1, INT64_MAX, now,
+	    &q), 0);
+	assert_true(q.allowance == STORE_ALLOWANCE_UNLIMITED);
+	assert_int_equal(s->ops->quota_admit(s, "free", c2, INT64_MAX, now,
+	    &q), 0);
+	assert_true(q.reserved == INT64_MAX);
+	assert_int_equal(s->ops->quota_admit(s, "free", c1, 1000, now, &q),
+	    0);
+	assert_int_equal(s->ops->quota_consume(s, c1, 1000), 0);
+	assert_int_equal(s->ops->quota_get(s, "free", now, &q), 0);
+	assert_true(q.allowance == STORE_ALLOWANCE_UNLIMITED);
+	assert_int_equal(q.used, 1000);
+	assert_true(q.reserved == INT64_MAX);
 }
 
 /* Connection settings and schema, through the test hook. */
@@ -1300,6 +1398,95 @@ test_settings(void **state)
 }
 
 /* Deleting a campaign (no operation yet) takes its rows with it. */
+/*
+ * A store that an older mailroom left (made by the shipped migration
+ * steps up to its schema, then filled): opening it for writing migrates
+ * it and keeps what it holds, and its accounts have no password.
+ * Read-only, it is refused and left as it was.
+ */
+static void
+test_migrate_old_schema(void **state)
+{
+	static const char fill[] =
+	    "INSERT INTO accounts (name, allowance, period, warn_pct) "
+	    "VALUES ('acme', 1000, 86400, 90), ('beta', 5, 3600, 80);"
+	    "INSERT INTO quota_usage (account, period_start, used) "
+	    "VALUES ('acme', 1699920000, 42);"
+	    "INSERT INTO campaigns (name, created_at, stage, state, account) "
+	    "VALUES ('old', 1700000000, 100, 0, 'acme');";
+	static const char v[] = "$pbkdf2-sha256$1000$c2FsdA==$aGFzaA==";
+	struct mr_buf err = MR_BUF_INIT, l = MR_BUF_INIT;
+	struct store_account a;
+	struct store_campaign c;
+	struct store_quota q;
+	struct store *s;
+	char path[64], want[16];
+	int version;
+
+	(void)state;
+	snprintf(want, sizeof(want), "%d", STORE_SQLITE_SCHEMA_VERSION);
+	for (version = 1; version < STORE_SQLITE_SCHEMA_VERSION; version++) {
+		t_temp(path, sizeof(path), false);
+		if (store_sqlite_test_create(path, version, fill, &err) != 0)
+			fail_msg("%s", mr_buf_cstr(&err));
+		assert_int_equal(t_hdr_get(path, T_HDR_VERSION), version);
+		assert_int_equal(t_open_err(path, STORE_READONLY, &err),
+		    -EROFS);
+		t_assert_contains(mr_buf_cstr(&err), "needs its schema "
+		    "migrated");
+		assert_int_equal(t_hdr_get(path, T_HDR_VERSION), version);
+
+		s = t_open(path, 0, NULL);
+		t_sql_is(s, "PRAGMA user_version", want);
+		t_sql_is(s, "PRAGMA integrity_check", "ok");
+		t_sql_is(s, "PRAGMA foreign_key_check", "");
+		assert_int_equal(s->ops->account_get(s, "acme", &a), 0);
+		assert_int_equal(a.allowance, 1000);
+		assert_int_equal(a.period, 86400);
+		assert_int_equal(a.warn_pct, 90);
+		assert_null(a.verifier);
+		store_account_release(&a);
+		mr_buf_reset(&l);
+		assert_int_equal(s->ops->account_list(s, t_collect_verifiers,
+		    &l), 0);
+		assert_string_equal(mr_buf_cstr(&l), "acme:-,beta:-,");
+		assert_int_equal(s->ops->quota_get(s, "acme", 1699920010, &q),
+		    0);
+		assert_int_equal(q.used, 42);
+		assert_int_equal(s->ops->campaign_get(s, "old", &c), 0);
+		assert_string_equal(c.account, "acme");
+		store_campaign_release(&c);
+		/* The new column takes a verifier. */
+		assert_int_equal(s->ops->account_get(s, "beta", &a), 0);
+		free(a.verifier);
+		a.verifier = strdup(v);
+		assert_int_equal(s->ops->account_put(s, &a), 0);
+		store_account_release(&a);
+		store_close(&s);
+		assert_int_equal(t_hdr_get(path, T_HDR_VERSION),
+		    STORE_SQLITE_SCHEMA_VERSION);
+
+		s = t_open(path, STORE_READONLY, NULL);
+		assert_int_equal(s->ops->account_get(s, "beta", &a), 0);
+		assert_string_equal(a.verifier, v);
+		assert_int_equal(a.allowance, 5);
+		store_account_release(&a);
+		store_close(&s);
+		t_remove(path);
+	}
+	/* The hook itself: no file over another, no unknown schema. */
+	t_temp(path, sizeof(path), true);
+	assert_int_equal(store_sqlite_test_create(path, 1, NULL, &err),
+	    -EEXIST);
+	t_remove(path);
+	assert_int_equal(store_sqlite_test_create(path, 0, NULL, &err),
+	    -EINVAL);
+	assert_int_equal(store_sqlite_test_create(path,
+	    STORE_SQLITE_SCHEMA_VERSION + 1, NULL, &err), -EINVAL);
+	mr_buf_release(&err);
+	mr_buf_release(&l);
+}
+
 static void
 test_cascade(void **state)
 {
@@ -1310,7 +1497,7 @@ test_cascade(void **state)
 	static const struct store_mark m = { 1, 0, 5 };
 	struct t_fx *fx = *state;
 	struct store *s = fx->s;
-	struct store_account a = { "acme", 100, T_HOUR, 80 };
+	struct store_account a = { "acme", 100, T_HOUR, 80, NULL };
 	struct store_quota q;
 	char sql[128];
 	int64_t id, keep;
@@ -1400,7 +1587,7 @@ test_snapshot_timing(void **state)
 	enum { RUNS = 100, CHUNKS = 10, VIS = 1 + 4096 };
 	struct t_fx *fx = *state;
 	struct store *s = fx->s;
-	struct store_account a = { "acme", 10000000, 86400, 80 };
+	struct store_account a = { "acme", 10000000, 86400, 80, NULL };
 	struct store_campaign c;
 	struct store_mark marks[4];
 	static uint8_t vis[VIS];
@@ -1479,6 +1666,11 @@ main(void)
 		    t_teardown),
 		cmocka_unit_test_setup_teardown(test_accounts, t_setup,
 		    t_teardown),
+		cmocka_unit_test_setup_teardown(test_account_verifier, t_setup,
+		    t_teardown),
+		cmocka_unit_test_setup_teardown(test_quota_unlimited, t_setup,
+		    t_teardown),
+		cmocka_unit_test(test_migrate_old_schema),
 		cmocka_unit_test_setup_teardown(test_quota_admit, t_setup,
 		    t_teardown),
 		cmocka_unit_test_setup_teardown(test_quota_consume, t_setup,

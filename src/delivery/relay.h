@@ -1,0 +1,50 @@
+/*
+ * relay.h - the message source of mail injected over SMTP (see msgsrc.h,
+ * SPEC D17): recipients of spooled messages, handed to the delivery loops
+ * like a campaign's, their messages read back from the spool.
+ *
+ * The relay keeps per live message its spool id, envelope sender and
+ * count of recipients not yet final, and per recipient its message, its
+ * index in the message's envelope, its domain and address: about 48
+ * bytes plus the address.  Bodies stay in the spool.  Recipient indices
+ * are recycled once final; the tables grow in chunks that never move, so
+ * the delivery loops read entries without a lock (an entry is written
+ * before its index is posted to a loop, and the post is under the loop's
+ * inbox mutex).  Adding and finishing take the relay's mutex.
+ *
+ * When a recipient is final the relay marks it done in the spool, which
+ * drops the message once its last recipient is final.
+ *
+ * Ownership: the caller owns the relay (relay_free()) and the spool,
+ * which must outlive it.
+ */
+#ifndef MR_RELAY_H
+#define MR_RELAY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "delivery/msgsrc.h"
+#include "spool/spool.h"
+
+struct relay;
+
+struct relay *relay_new(struct spool *sp);
+void relay_free(struct relay **rp);
+/* relay_source - the relay as a message source (for the campaign). */
+void relay_source(struct relay *r, struct msgsrc *out);
+
+/*
+ * relay_add - the pending recipients of spooled message id: env.rcpt[i]
+ * has index idx[i] in the message as spooled (idx NULL: 0, 1, ...).
+ * Writes their recipient numbers to out[0..env->nrcpt).  Returns 0, or
+ * MR_ERANGE_VALUE when the tables are full.
+ */
+int relay_add(struct relay *r, uint64_t id, const struct spool_envelope *env,
+    const uint32_t *idx, uint32_t *out);
+
+/* relay_pending - recipients not final (the backlog), and messages. */
+uint64_t relay_pending(const struct relay *r);
+uint64_t relay_messages(const struct relay *r);
+
+#endif

@@ -1,0 +1,410 @@
+"""SMTP injection into `mailroom daemon` (SPEC D17) and backpressure (D8).
+
+The daemon listens with --smtp-listen, spools each message before its 250,
+and relays it through the same delivery loops as campaigns to receivers
+(tests/integration/receiver.py) reached by --route.  Clients are Python's
+smtplib, swaks and raw sockets for the bad inputs.
+"""
+import re
+import signal
+import smtplib
+import socket
+import ssl
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import free_port, wait_port
+from peers import (make_cert, read_accounting, read_accounting_partial,
+                   wait_until)
+
+MSG = ("From: app@sender.test\r\nTo: {to}\r\nSubject: injected {n}\r\n\r\n"
+       "Line one.\r\n.a line that starts with a dot\r\n..two dots\r\n"
+       "last line\r\n")
+
+DAEMON_OPTS = ["-o", "general.hostname=mr.test",
+               "-o", "queue.retry_base=500ms",
+               "-o", "queue.retry_max_interval=1s",
+               "-o", "queue.max_attempts=1000",
+               "-o", "queue.host_down_time=100ms",
+               "-o", "smtp.connect_timeout=2s"]
+
+
+class Daemon:
+    """mailroom daemon with SMTP injection, started in the background."""
+
+    def __init__(self, mailroom_bg, tmp_path, routes, extra=(), name=None,
+                 port=None, store=None):
+        self.port = port or free_port("127.0.0.1")
+        self.store = store or tmp_path / "store.db"
+        self.acct = tmp_path / "accounting.csv"
+        args = ["daemon", "--store", self.store, "--smtp-listen",
+                f"127.0.0.1:{self.port}", "--accounting", self.acct]
+        for d, a in routes.items():
+            args += ["--route", f"{d}={a}"]
+        self.run = mailroom_bg(args + DAEMON_OPTS + list(extra), name=name)
+        wait_port("127.0.0.1", self.port, timeout=15)
+
+    def smtp(self, **kw):
+        return smtplib.SMTP("127.0.0.1", self.port, timeout=30, **kw)
+
+    def stop(self):
+        self.run.signal(signal.SIGTERM)
+        self.run.wait(30)
+
+
+@pytest.fixture
+def daemon(mailroom_bg, tmp_path):
+    def start(routes, extra=(), **kw):
+        return Daemon(mailroom_bg, tmp_path, routes, extra, **kw)
+    return start
+
+
+def _wait_acct(path, n, timeout=30):
+    """Wait until the accounting file has n delivered records."""
+    def count():
+        return sum(1 for r in read_accounting_partial(path)
+                   if r["type"] == "delivered")
+    ok = wait_until(lambda: count() >= n, timeout=timeout)
+    assert ok, f"{count()} of {n} delivered"
+    return count()
+
+
+def test_inject_relays_message_intact(daemon, receivers):
+    rc = receivers("fast", keep=True)
+    d = daemon({"example.test": rc.address})
+    with d.smtp() as s:
+        code, caps = s.ehlo("client.test")
+        assert code == 250
+        assert b"PIPELINING" in caps and b"SIZE" in caps and \
+            b"8BITMIME" in caps
+        refused = s.sendmail("app@sender.test",
+                             ["a@example.test", "b@example.test"],
+                             MSG.format(to="a@example.test", n=1))
+        assert refused == {}
+    _wait_acct(d.acct, 2)
+    d.stop()
+    st = rc.stop()
+    [(rcpts, data)] = st["messages"]
+    assert sorted(rcpts) == ["a@example.test", "b@example.test"]
+    # Our Received header first, then the message byte for byte (the
+    # dot lines came through stuffing and unstuffing twice).
+    assert data.startswith("Received: from client.test (127.0.0.1:")
+    assert "by mr.test (mailroom) with ESMTP id " in data
+    body = data[data.index("From: app@sender.test"):]
+    assert body.replace("\n", "\r\n").replace("\r\r\n", "\r\n") == \
+        MSG.format(to="a@example.test", n=1)
+    recs = read_accounting(d.acct, "csv")
+    assert {r["recipient"] for r in recs if r["type"] == "delivered"} == \
+        {"a@example.test", "b@example.test"}
+
+
+def test_swaks_pipelining(daemon, receivers):
+    rc = receivers("fast")
+    d = daemon({"example.test": rc.address})
+    p = subprocess.run(["swaks", "--server", f"127.0.0.1:{d.port}",
+                        "--pipeline", "--from", "app@sender.test",
+                        "--to", "s1@example.test,s2@example.test",
+                        "--h-Subject", "swaks", "--body", "hello"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert re.search(r"<-  250 2\.0\.0 Ok: queued as [0-9a-f]{16}",
+                     p.stdout), p.stdout
+    _wait_acct(d.acct, 2)
+
+
+def test_no_open_relay_and_auth_over_tls(mailroom, daemon, receivers,
+                                         tmp_path):
+    rc = receivers("fast")
+    cert, key = make_cert(tmp_path, cn="mr.test")
+    store = tmp_path / "store.db"
+    p = subprocess.run([mailroom, "account", "add", "app", "--password",
+                        "s3cret-pw", "--store", str(store)],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    # Trusted is only 127.0.0.9: this client (127.0.0.1) must AUTH.
+    d = daemon({"example.test": rc.address}, store=store, extra=[
+        "-o", "inject.trusted_networks=127.0.0.9/32",
+        "-o", f"inject.tls_cert={cert}", "-o", f"inject.tls_key={key}",
+        "-o", "inject.auth_delay=300ms"])
+    with d.smtp() as s:
+        s.ehlo("client.test")
+        assert not s.has_extn("auth"), "AUTH offered without TLS"
+        s.mail("app@sender.test")
+        code, text = s.rcpt("x@example.test")
+        assert code == 554 and b"5.7.1" in text, (code, text)
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with d.smtp() as s:
+        s.starttls(context=ctx)
+        s.ehlo("client.test")
+        assert s.has_extn("auth")
+        t0 = time.monotonic()
+        with pytest.raises(smtplib.SMTPAuthenticationError):
+            _auth_plain(s, "app", "wrong")
+        assert time.monotonic() - t0 >= 0.25    # the failure's delay
+        _auth_plain(s, "app", "s3cret-pw")
+        assert s.sendmail("app@sender.test", ["y@example.test"],
+                          MSG.format(to="y@example.test", n=2)) == {}
+    _wait_acct(d.acct, 1)
+    recs = read_accounting(d.acct, "csv")
+    assert [r["recipient"] for r in recs if r["type"] == "delivered"] == \
+        ["y@example.test"]
+    # Three bad passwords end the session; each later one waits longer.
+    with d.smtp() as s:
+        s.starttls(context=ctx)
+        s.ehlo("client.test")
+        delays = []
+        for i in range(2):
+            t0 = time.monotonic()
+            with pytest.raises(smtplib.SMTPAuthenticationError):
+                _auth_plain(s, "app", f"bad{i}")
+            delays.append(time.monotonic() - t0)
+        assert delays[1] > delays[0]
+        # The third failure (an unknown user: the same answer) ends it.
+        with pytest.raises((smtplib.SMTPAuthenticationError,
+                            smtplib.SMTPServerDisconnected)):
+            _auth_plain(s, "nobody", "bad")
+        with pytest.raises(smtplib.SMTPServerDisconnected):
+            s.noop()
+    # The store holds a verifier, never the password.
+    import sqlite3
+    con = sqlite3.connect(store)
+    blob = b"".join(str(row).encode() for row in con.execute(
+        "select * from accounts"))
+    assert b"s3cret-pw" not in blob
+
+
+def _auth_plain(s, user, password):
+    """One AUTH PLAIN attempt (smtplib's login() tries every method)."""
+    s.user, s.password = user, password
+    return s.auth("PLAIN", s.auth_plain)
+
+
+def _raw(port, lines, read_greeting=True, timeout=10):
+    """Send raw bytes, return everything the server said until it closed
+    or went quiet."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    out = b""
+    if read_greeting:
+        out += s.recv(4096)
+    for chunk in lines:
+        s.sendall(chunk)
+        time.sleep(0.1)
+    s.settimeout(1.5)
+    try:
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            out += b
+    except (socket.timeout, ConnectionResetError):
+        pass
+    s.close()
+    return out.decode("latin-1")
+
+
+ENV = (b"EHLO c.test\r\nMAIL FROM:<a@sender.test>\r\n"
+       b"RCPT TO:<bad@example.test>\r\nDATA\r\n")
+
+
+@pytest.mark.parametrize("name,chunks,expect", [
+    ("long line", [b"EHLO c.test\r\n", b"MAIL FROM:<a@sender.test>\r\n",
+                   b"RCPT TO:<bad@example.test>\r\n", b"DATA\r\n",
+                   b"Subject: x\r\n\r\n" + b"y" * 1200 + b"\r\n.\r\n"],
+     "500 5.5.2"),
+    ("bare LF", [b"EHLO c.test\r\n", b"MAIL FROM:<a@sender.test>\r\n",
+                 b"RCPT TO:<bad@example.test>\r\n", b"DATA\r\n",
+                 b"Subject: x\r\n\r\nbare\nlf\r\n.\r\n"], "5.5.2"),
+    ("NUL", [b"EHLO c.test\r\n", b"MAIL FROM:<a@sender.test>\r\n",
+             b"RCPT TO:<bad@example.test>\r\n", b"DATA\r\n",
+             b"Subject: x\r\n\r\nnul\x00here\r\n.\r\n"], "550 5.6.0"),
+    ("over SIZE", [b"EHLO c.test\r\n", b"MAIL FROM:<a@sender.test>\r\n",
+                   b"RCPT TO:<bad@example.test>\r\n", b"DATA\r\n",
+                   b"Subject: x\r\n\r\n" + (b"z" * 900 + b"\r\n") * 30 +
+                   b".\r\n"], "552 5.3.4"),
+    ("declared over SIZE", [b"EHLO c.test\r\n",
+                            b"MAIL FROM:<a@sender.test> SIZE=999999\r\n"],
+     "552 5.3.4"),
+    ("pipelined before EHLO", [ENV], "554 5.5.0"),
+    ("disconnect after EHLO", [b"EHLO c.test\r\n"], "250"),
+    ("disconnect after MAIL", [b"EHLO c.test\r\n",
+                               b"MAIL FROM:<a@sender.test>\r\n"], "250"),
+    ("disconnect after RCPT", [b"EHLO c.test\r\n",
+                               b"MAIL FROM:<a@sender.test>\r\n",
+                               b"RCPT TO:<bad@example.test>\r\n"], "250"),
+    ("disconnect in DATA", [b"EHLO c.test\r\n",
+                            b"MAIL FROM:<a@sender.test>\r\n",
+                            b"RCPT TO:<bad@example.test>\r\n", b"DATA\r\n",
+                            b"Subject: x\r\n\r\nhalf a mess"], "354"),
+])
+def test_bad_input_never_half_accepted(daemon, receivers, name, chunks,
+                                       expect):
+    rc = receivers("fast")
+    d = daemon({"example.test": rc.address},
+               extra=["-o", "inject.max_message_size=20k"])
+    out = _raw(d.port, chunks)
+    assert expect in out, (name, out)
+    assert "queued as" not in out, (name, out)
+    # The daemon goes on: a good message after it is delivered, the bad
+    # one never is.
+    with d.smtp() as s:
+        assert s.sendmail("a@sender.test", ["good@example.test"],
+                          MSG.format(to="good@example.test", n=3)) == {}
+    _wait_acct(d.acct, 1)
+    time.sleep(0.5)
+    d.stop()
+    st = rc.stop()
+    assert [a for _, a in st["accepted"]] == ["good@example.test"], name
+
+
+def test_slow_data_is_cut(daemon, receivers):
+    rc = receivers("fast")
+    d = daemon({"example.test": rc.address},
+               extra=["-o", "inject.data_timeout=2s"])
+    s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+    s.recv(4096)
+    for c in [b"EHLO c.test\r\n", b"MAIL FROM:<a@sender.test>\r\n",
+              b"RCPT TO:<slow@example.test>\r\n", b"DATA\r\n"]:
+        s.sendall(c)
+        time.sleep(0.1)
+    t0 = time.monotonic()
+    out = b""
+    try:
+        while time.monotonic() - t0 < 8:
+            s.sendall(b"x")          # a byte every 200 ms: never idle
+            time.sleep(0.2)
+            s.setblocking(False)
+            try:
+                out += s.recv(4096)
+            except BlockingIOError:
+                pass
+            s.setblocking(True)
+            if b"421" in out:
+                break
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    s.close()
+    assert b"421 4.4.2" in out, out
+    assert time.monotonic() - t0 < 6
+    d.stop()
+    assert rc.stop()["accepted"] == []
+
+
+def test_kill_9_loses_no_accepted_message(daemon, receivers, tmp_path):
+    """Every message answered 250 is delivered after a kill -9, even one
+    whose recipients were not tried yet: the receiver is down while the
+    messages are injected, and up only after the restart."""
+    port = free_port("127.0.0.2")
+    d = daemon({"example.test": f"127.0.0.2:{port}"}, name="first")
+    accepted, errors = [], []
+    stop = threading.Event()
+
+    def client(k):
+        n = 0
+        try:
+            with d.smtp() as s:
+                while not stop.is_set() and n < 400:
+                    to = f"k{k}-{n}@example.test"
+                    s.sendmail("a@sender.test", [to],
+                               MSG.format(to=to, n=n))
+                    accepted.append(to)
+                    n += 1
+        except (smtplib.SMTPException, OSError) as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    assert wait_until(lambda: len(accepted) >= 300, timeout=30)
+    d.run.kill()                 # SIGKILL, by PID, mid-stream
+    stop.set()
+    for t in threads:
+        t.join(timeout=30)
+    n_accepted = len(accepted)
+    assert n_accepted >= 300
+    rc = receivers("fast", port=port)
+    d2 = daemon({"example.test": rc.address}, name="second", port=d.port,
+                store=d.store)
+    # Everything answered 250 arrives; a message spooled at the kill but
+    # not yet answered may arrive too (the client was never told).
+    _wait_acct(d2.acct, n_accepted, timeout=60)
+    time.sleep(1)
+    d2.stop()
+    got = [a for _, a in rc.stop()["accepted"]]
+    assert set(accepted) <= set(got), sorted(set(accepted) - set(got))[:5]
+    assert len(got) == len(set(got)), "a recipient got two copies"
+    assert len(got) - n_accepted <= 4       # at most one per client
+    m = re.search(r"recovered: (\d+) messages", d2.run.stdout)
+    assert m and int(m.group(1)) >= n_accepted, d2.run.stdout
+
+
+def test_backpressure_pauses_and_resumes(daemon, receivers):
+    """D8: the sink is down, the backlog reaches inject.backlog_max, MAIL
+    gets 452 4.3.1 and new sessions 421 4.3.2; once the sink is back the
+    backlog drains, injection resumes, and everything is delivered."""
+    port = free_port("127.0.0.2")
+    d = daemon({"example.test": f"127.0.0.2:{port}"}, extra=[
+        "-o", "inject.backlog_max=40", "-o", "inject.backlog_resume=50"])
+    sent = []
+    with d.smtp() as s:
+        for n in range(200):
+            to = f"bp{n}@example.test"
+            try:
+                s.sendmail("a@sender.test", [to], MSG.format(to=to, n=n))
+            except smtplib.SMTPSenderRefused as e:
+                assert e.smtp_code == 452 and b"4.3.1" in e.smtp_error
+                break
+            sent.append(to)
+    assert len(sent) == 40, len(sent)
+    with pytest.raises(smtplib.SMTPConnectError) as ei:
+        d.smtp()
+    assert ei.value.smtp_code == 421 and b"4.3.2" in ei.value.smtp_error
+    assert "event=backpressure state=paused" in d.run.stderr
+    rc = receivers("fast", port=port)
+    _wait_acct(d.acct, 40, timeout=60)
+
+    def resumed():
+        try:
+            with d.smtp() as s:
+                s.sendmail("a@sender.test", ["after@example.test"],
+                           MSG.format(to="after@example.test", n=0))
+            return True
+        except (smtplib.SMTPException, OSError):
+            return False
+    assert wait_until(resumed, timeout=30)
+    assert "event=backpressure state=resumed" in d.run.stderr
+    _wait_acct(d.acct, 41)
+    d.stop()
+    got = {a for _, a in rc.stop()["accepted"]}
+    assert got == set(sent) | {"after@example.test"}
+
+
+def test_stream_of_messages_delivered_while_running(daemon, receivers):
+    """Messages injected back to back by several clients reach the
+    receiver while the daemon runs (each joins a queue whose destination
+    is already connected)."""
+    rc = receivers("fast")
+    d = daemon({"example.test": rc.address})
+    sent = []
+
+    def client(k):
+        with d.smtp() as s:
+            for n in range(150):
+                to = f"s{k}-{n}@example.test"
+                s.sendmail("a@sender.test", [to], MSG.format(to=to, n=n))
+                sent.append(to)
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert len(sent) == 600
+    _wait_acct(d.acct, 600, timeout=30)
+    d.stop()
+    got = [a for _, a in rc.stop()["accepted"]]
+    assert sorted(got) == sorted(sent)
