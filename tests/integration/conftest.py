@@ -18,6 +18,12 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "slow: a long scenario (a minute or more); the "
+        "sanitizer pass of scripts/test.sh leaves it out (-m 'not slow')")
+
+
 def mailroom_path():
     """The binary under test: $MAILROOM_BIN, else build/mailroom."""
     path = os.environ.get("MAILROOM_BIN") or str(ROOT / "build" / "mailroom")

@@ -41,6 +41,7 @@ def _window(stats):
     return min(times), max(times)
 
 
+@pytest.mark.slow
 def test_three_receivers_fast_first_throttled_within_limit(
         mailroom, tmp_path, receivers):
     fast = receivers("fast")
@@ -366,3 +367,30 @@ def test_bad_source_address_refused(mailroom, tmp_path):
     assert p.returncode != 0
     assert "shaping.source: \"not-an-ip\" is not an IPv4 or IPv6" in \
         p.stderr, p.stderr
+
+
+def test_dynamic_retry_limit_follows_failure_rate(mailroom, tmp_path,
+                                                 receivers):
+    """D6: a receiver that defers every recipient makes the delivery
+    failure rate (attempts / successes) unbounded; at the governor's next
+    interval the retry limit drops from queue.max_attempts (10) to
+    queue.retry_limit_low (5), and recipients bounce after 5 attempts."""
+    rc = receivers("throttle", rate=0)
+    rows = _rows({"defer.test": 20})
+    r = run_send(mailroom, tmp_path / "run", template=TEMPLATE, rows=rows,
+                 routes={"defer.test": rc.address},
+                 opts={"governor.interval": "1s",
+                       "queue.max_attempts": "10",
+                       "queue.retry_limit_low": "5",
+                       "queue.retry_base": "300ms",
+                       "queue.retry_max_interval": "300ms",
+                       "shaping.adaptive": "no",
+                       "general.log_level": "info"}, timeout=60)
+    assert r.rc == 0, r
+    rc.stop()
+    assert "event=retry-limit limit=5 reason=dfr_over" in r.stderr, \
+        r.stderr[-3000:]
+    bounced = r.records("bounced")
+    assert len(bounced) == 20
+    assert all(b["attempt"] == "5" and "retry limit reached" in b["reply"]
+               for b in bounced), bounced[:2]
