@@ -115,6 +115,7 @@ struct mr_config {
 	long long	 send_max_rcpt_per_message;
 	long long	 send_max_row_size;
 	long long	 send_max_message_size;
+	long long	 send_max_backlog;
 
 	char		*send_account;
 

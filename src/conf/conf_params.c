@@ -99,6 +99,11 @@ const struct conf_param conf_params[] = {
 	  OFF(send_max_message_size),
 	  "Largest rendered message; a recipient whose message would be "
 	  "larger is rejected before sending." },
+	{ "send", "max_backlog", CONF_INT, "1000000", 100, 1000000000, NULL,
+	  OFF(send_max_backlog),
+	  "Recipients handed to the delivery loops and not yet final above "
+	  "which the campaign's reader stops reading the list; it reads on "
+	  "below 90 % of it (backpressure, SPEC D8)." },
 
 	{ "send", "account", CONF_STRING, "", 0, 0, NULL, OFF(send_account),
 	  "Sending account whose allowance the campaign counts against "

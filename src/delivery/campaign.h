@@ -46,6 +46,7 @@ struct campaign {
 	const char		*forensics_dir;	/* NULL: none kept */
 	bool			 batching;	/* fingerprints kept */
 	bool			 endless;	/* the relay: run until stopped */
+	atomic_bool		 feeding;	/* the reader has more to post */
 	unsigned		 nworkers;	/* engines (delivery threads) */
 	unsigned		 max_sessions;	/* all engines: what the file
 						 * descriptor limit allows */

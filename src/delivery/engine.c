@@ -172,7 +172,7 @@ struct engine {
 	struct ehost_wake_list	 waking;	/* hosts the shaper held */
 	/* Recipients posted from other threads (engine_post()). */
 	pthread_mutex_t		 inbox_mu;
-	uint32_t		*inbox;
+	uint64_t		*inbox;		/* rcpt | attempts << 32 */
 	size_t			 ninbox, inbox_cap;
 	struct event		*inbox_ev;
 	uint64_t		 kicks;		/* inbox rounds, from 1 */
@@ -1620,7 +1620,8 @@ engine_check_done(struct engine *e)
 	size_t i;
 	struct esess *es, *next;
 
-	if (e->pending != 0 || (e->camp->endless && !e->stopping))
+	if (e->pending != 0 || (e->camp->endless && !e->stopping) ||
+	    atomic_load_explicit(&e->camp->feeding, memory_order_acquire))
 		return;
 	for (i = 0; i < e->nhosts; i++) {
 		for (es = TAILQ_FIRST(&e->hosts[i]->idle); es != NULL;
@@ -1705,11 +1706,6 @@ engine_enqueue(struct engine *e, uint32_t rcpt, uint16_t attempts)
 	return d;
 }
 
-void
-engine_add(struct engine *e, uint32_t rcpt, uint16_t attempts)
-{
-	(void)engine_enqueue(e, rcpt, attempts);
-}
 
 /* engine_inbox_cb - take what other threads posted (on the loop). */
 static void
@@ -1717,7 +1713,7 @@ engine_inbox_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct engine *e = arg;
 	struct edomain *d;
-	uint32_t *v;
+	uint64_t *v;
 	size_t n, i;
 
 	(void)fd;
@@ -1731,7 +1727,7 @@ engine_inbox_cb(evutil_socket_t fd, short what, void *arg)
 	/* Each joins its domain's queue (and its host's count, when the
 	 * domain is attached), then each domain touched is kicked once. */
 	for (i = 0; i < n; i++) {
-		d = engine_enqueue(e, v[i], 0);
+		d = engine_enqueue(e, (uint32_t)v[i], (uint16_t)(v[i] >> 32));
 		if (d->host != NULL)
 			d->host->queued++;
 		v[i] = d->id;
@@ -1746,11 +1742,15 @@ engine_inbox_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	e->kicks++;
 	free(v);
+	/* An empty post after the last: the reader is done. */
+	engine_check_done(e);
 }
 
 void
-engine_post(struct engine *e, const uint32_t *rcpts, size_t n)
+engine_post(struct engine *e, const uint32_t *rcpts,
+    const uint16_t *attempts, size_t n)
 {
+	size_t i;
 	bool wake;
 
 	pthread_mutex_lock(&e->inbox_mu);
@@ -1759,7 +1759,9 @@ engine_post(struct engine *e, const uint32_t *rcpts, size_t n)
 		e->inbox = xreallocarray(e->inbox, e->inbox_cap,
 		    sizeof(*e->inbox));
 	}
-	memcpy(e->inbox + e->ninbox, rcpts, n * sizeof(*rcpts));
+	for (i = 0; i < n; i++)
+		e->inbox[e->ninbox + i] = rcpts[i] | (attempts ?
+		    (uint64_t)attempts[i] << 32 : 0);
 	wake = e->ninbox == 0;
 	e->ninbox += n;
 	pthread_mutex_unlock(&e->inbox_mu);
@@ -1772,16 +1774,17 @@ engine_run(struct engine *e)
 {
 	size_t i, qb = 0;
 
+	/* What was posted before the loop runs joins the queues now (and
+	 * its domains are kicked). */
+	engine_inbox_cb(-1, 0, e);
 	for (i = 0; i < e->ndoms; i++) {
 		if (e->doms[i] != NULL)
 			qb += dqueue_bytes(&e->doms[i]->q);
 	}
 	e->stats.queue_bytes = qb;
 	engine_note_queue(e);
-	for (i = 0; i < e->ndoms; i++)
-		if (e->doms[i] != NULL)
-			engine_kick_domain(e, e->doms[i]);
-	if (e->pending > 0 || e->camp->endless)
+	if (e->pending > 0 || e->camp->endless ||
+	    atomic_load(&e->camp->feeding))
 		event_base_dispatch(e->base);
 }
 

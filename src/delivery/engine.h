@@ -11,10 +11,13 @@
  * outcome is in the accounting file.  Without disk space for the journal
  * the engine starts nothing new until there is.
  *
- * Lifecycle: engine_new(), engine_add() for each recipient it owns, then
- * engine_run() on the engine's own thread until every recipient reached a
- * final state (or the campaign's stop flag was raised and the
- * transactions in flight finished), then engine_free().
+ * Lifecycle: engine_new(), then engine_run() on the engine's own thread,
+ * fed with engine_post() (before or while it runs) by the campaign's
+ * reader or the relay's listener, until every recipient reached a final
+ * state and the reader is done (campaign.feeding cleared), or the
+ * campaign's stop flag was raised and the transactions in flight
+ * finished; an endless campaign (the relay) runs until stopped.  Then
+ * engine_free().
  */
 #ifndef MR_ENGINE_H
 #define MR_ENGINE_H
@@ -40,14 +43,14 @@ struct engine_stats {
 struct engine *engine_new(struct campaign *camp, unsigned id,
     struct mr_buf *err);
 void engine_free(struct engine **ep);
-/* engine_add - queue recipient rcpt (an index in the campaign's list)
- * that has had `attempts` attempts already (a resumed campaign). */
-void engine_add(struct engine *e, uint32_t rcpt, uint16_t attempts);
 /*
  * engine_post - queue recipients from another thread (the relay's
- * listener): they join the engine's queues on its loop.  Thread-safe.
+ * listener, the runner's reader) with their attempts so far (NULL: 0):
+ * they join the engine's queues on its loop.  n may be 0: a wake-up
+ * (the reader finished).  Thread-safe.
  */
-void engine_post(struct engine *e, const uint32_t *rcpts, size_t n);
+void engine_post(struct engine *e, const uint32_t *rcpts,
+    const uint16_t *attempts, size_t n);
 /* engine_run - deliver; returns when done (see above), or for an endless
  * campaign (the relay) when it is stopped. */
 void engine_run(struct engine *e);

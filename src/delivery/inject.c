@@ -223,7 +223,7 @@ inject_deliver(struct injector *in, uint64_t id,
 	if (code == 0)
 		for (i = 0; i < env->nrcpt; i++)
 			engine_post(in->engines[src->ops->domain(src->arg,
-			    out[i]) % in->nworkers], &out[i], 1);
+			    out[i]) % in->nworkers], &out[i], NULL, 1);
 	free(out);
 	return code;
 }

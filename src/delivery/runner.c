@@ -81,6 +81,10 @@ struct runner {
 					 * since the campaign began */
 	uint64_t		 inflight_at_crash;
 	enum runner_end		 end;
+	/* The reader (runner_feed()). */
+	uint32_t		 feed_next;	/* next list index to read */
+	uint64_t		 posted;	/* handed to the engines */
+	bool			 reader_paused;
 
 	/* The performance governor and the retry limit (D9, D6). */
 	struct governor		 gov;
@@ -769,6 +773,81 @@ runner_report(struct runner *r, bool final)
 	r->o->progress(r->o->progress_arg, &p, final);
 }
 
+/*
+ * runner_feed - the campaign's reader (D8): post recipients to their
+ * engines while fewer than send.max_backlog are posted and not final;
+ * once over it, wait until the backlog is below 90 % of it.  Clears
+ * camp.feeding (and wakes the engines) after the last one, or when the
+ * campaign stops.
+ */
+static void
+runner_feed(struct runner *r)
+{
+	struct campaign *c = &r->camp;
+	uint64_t max = (uint64_t)r->cfg->send_max_backlog, backlog, room;
+	uint32_t n = list_count(r->list), k;
+	uint32_t *rc[RUNNER_WORKERS_MAX];
+	uint16_t *at[RUNNER_WORKERS_MAX];
+	size_t cnt[RUNNER_WORKERS_MAX], cap;
+	unsigned i, w = r->nworkers;
+
+	if (!atomic_load(&c->feeding))
+		return;
+	if (atomic_load(&c->stop))
+		goto done;
+	backlog = r->posted - runner_finals(r);
+	if (r->reader_paused && backlog * 10 >= max * 9)
+		return;
+	if (r->reader_paused) {
+		r->reader_paused = false;
+		mr_log_info("runner", "event=backpressure state=resumed "
+		    "reader=list backlog=%" PRIu64, backlog);
+	}
+	if (backlog >= max)
+		return;
+	room = max - backlog;
+	cap = room < 65536 ? (size_t)room : 65536;
+	for (i = 0; i < w; i++) {
+		rc[i] = xcalloc(cap, sizeof(**rc));
+		at[i] = xcalloc(cap, sizeof(**at));
+		cnt[i] = 0;
+	}
+	for (k = r->feed_next; k < n && room > 0; k++) {
+		if (r->rec != NULL && recovery_is_final(r->rec, k))
+			continue;
+		i = list_domain(r->list, k) % w;
+		rc[i][cnt[i]] = k;
+		at[i][cnt[i]] = r->rec ? recovery_attempts(r->rec, k) : 0;
+		room--;
+		r->posted++;
+		if (++cnt[i] == cap) {
+			engine_post(r->engines[i], rc[i], at[i], cnt[i]);
+			cnt[i] = 0;
+		}
+	}
+	r->feed_next = k;
+	for (i = 0; i < w; i++) {
+		if (cnt[i] > 0)
+			engine_post(r->engines[i], rc[i], at[i], cnt[i]);
+		free(rc[i]);
+		free(at[i]);
+	}
+	if (k < n) {
+		if (!r->reader_paused && r->posted - runner_finals(r) >= max) {
+			r->reader_paused = true;
+			mr_log_info("runner", "event=backpressure state=paused "
+			    "reader=list backlog=%" PRIu64 " max=%" PRIu64
+			    " read=%u of %u", r->posted - runner_finals(r),
+			    max, k, n);
+		}
+		return;
+	}
+done:
+	atomic_store_explicit(&c->feeding, false, memory_order_release);
+	for (i = 0; i < w; i++)
+		engine_post(r->engines[i], NULL, NULL, 0);
+}
+
 /* runner_start - the engines, each with its share of the domains. */
 static int
 runner_start(struct runner *r, struct mr_buf *err)
@@ -810,13 +889,13 @@ runner_start(struct runner *r, struct mr_buf *err)
 		}
 		r->nworkers = i + 1;
 	}
-	for (k = 0; k < list_count(r->list); k++) {
-		if (r->rec != NULL && recovery_is_final(r->rec, k))
-			continue;
-		engine_add(r->engines[list_domain(r->list, k) % w], k,
-		    r->rec ? recovery_attempts(r->rec, k) : 0);
-		r->total++;
-	}
+	for (k = 0; k < list_count(r->list); k++)
+		if (r->rec == NULL || !recovery_is_final(r->rec, k))
+			r->total++;
+	/* The reader hands out up to send.max_backlog recipients now, the
+	 * rest as they become final (runner_feed()). */
+	atomic_store(&c->feeding, true);
+	runner_feed(r);
 	r->t0 = mr_clock_ms();
 	for (i = 0; i < w; i++)
 		pthread_create(&r->threads[i], NULL, runner_worker,
@@ -996,6 +1075,7 @@ runner_wait(struct runner *r)
 			break;
 		now = mr_clock_ms();
 		runner_pace(r, now);
+		runner_feed(r);
 		if (now - last_progress >= r->o->progress_interval_ms) {
 			runner_report(r, false);
 			last_progress = now;
@@ -1029,6 +1109,9 @@ runner_wait(struct runner *r)
 		}
 		nanosleep(&ts, NULL);
 	}
+	/* Stopped with recipients left unread: the engines must not wait
+	 * for them. */
+	runner_feed(r);
 	for (i = 0; i < r->nworkers; i++)
 		pthread_join(r->threads[i], NULL);
 	r->started = false;

@@ -394,3 +394,23 @@ def test_dynamic_retry_limit_follows_failure_rate(mailroom, tmp_path,
     assert len(bounced) == 20
     assert all(b["attempt"] == "5" and "retry limit reached" in b["reply"]
                for b in bounced), bounced[:2]
+
+
+def test_campaign_reader_stops_above_backlog(mailroom, tmp_path, receivers):
+    """D8 on the campaign side: with send.max_backlog = 100 the reader
+    hands the loops at most 100 recipients not yet final, stops, and
+    reads on below 90; everything is delivered."""
+    rc = receivers("slow", delay=0.01)
+    rows = _rows({"bp.test": 3000})
+    r = run_send(mailroom, tmp_path / "run", template=TEMPLATE, rows=rows,
+                 routes={"bp.test": rc.address},
+                 opts={"send.max_backlog": "100",
+                       "general.log_level": "info"}, timeout=120)
+    assert r.rc == 0, r
+    assert r.count("delivered") == 3000
+    st = rc.stop()
+    assert len(st["accepted"]) == 3000
+    paused = r.stderr.count("event=backpressure state=paused reader=list")
+    resumed = r.stderr.count("event=backpressure state=resumed reader=list")
+    assert paused >= 1 and resumed >= 1, r.stderr[-2000:]
+    assert "backlog=100 max=100" in r.stderr
