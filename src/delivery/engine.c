@@ -184,6 +184,7 @@ struct engine {
 	uint64_t		 queued;	/* entries in domain queues */
 	unsigned		 nsess;
 	unsigned		 workers;
+	uint64_t		 slots_short;	/* mono ms: a host found none */
 	bool			 stopping;
 	time_t			 date_sec;
 	char			 date[40];
@@ -1188,6 +1189,33 @@ engine_open_session(struct engine *e, struct ehost *h, unsigned src)
 	return true;
 }
 
+/*
+ * engine_slots_short - a host wants a session and every slot is taken:
+ * idle sessions of hosts with nothing queued quit, so that a destination
+ * that finished its share does not keep slots until smtp.idle_timeout
+ * (at most once per tick).
+ */
+static void
+engine_slots_short(struct engine *e)
+{
+	uint64_t now = mr_clock_ms();
+	struct esess *es, *next;
+	size_t i;
+
+	if (now - e->slots_short < ENGINE_TICK_MS)
+		return;
+	e->slots_short = now;
+	for (i = 0; i < e->nhosts; i++) {
+		if (e->hosts[i]->queued > 0)
+			continue;
+		for (es = TAILQ_FIRST(&e->hosts[i]->idle); es != NULL;
+		    es = next) {
+			next = TAILQ_NEXT(es, idle_link);
+			smtpc_quit(es->s);
+		}
+	}
+}
+
 /* engine_max_sessions - this engine's share of the delivery slots the
  * governor grants and the descriptors allow. */
 static unsigned
@@ -1258,8 +1286,10 @@ engine_kick_host(struct engine *e, struct ehost *h)
 	    h->queued;
 	while (h->nsess < want && h->down_until <= mr_clock_ms()) {
 		if (e->nsess >= engine_max_sessions(e)) {
-			/* Every slot is taken: ask again at the tick. */
+			/* Every slot is taken: ask again at the tick, and
+			 * make room from sessions that have nothing to do. */
 			engine_hold(e, h, 0);
+			engine_slots_short(e);
 			break;
 		}
 		if (!engine_open_more(e, h))
@@ -1312,7 +1342,8 @@ engine_sess_ready(struct smtpc *s, void *arg)
 	 * delivery loop: it goes when one asked for it. */
 	if (e->stopping || e->pending == 0 ||
 	    shape_suspended(es->sd, mr_clock_ms()) ||
-	    (es->h->queued == 0 && shape_contended(es->sd, mr_clock_ms())))
+	    (es->h->queued == 0 && (shape_contended(es->sd, mr_clock_ms()) ||
+	    mr_clock_ms() - e->slots_short < 1000)))
 		smtpc_quit(s);
 }
 

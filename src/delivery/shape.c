@@ -5,8 +5,8 @@
  * Rates are token buckets refilled from the monotonic clock: the message
  * bucket holds a tenth of a second's worth (at least one), the hourly
  * one a minute's worth, the connection one a second's worth.  The
- * accepted-rate estimate is an exponentially weighted rate with a one
- * second time constant: after n events dt apart it equals the event rate.
+ * accepted rate is counted over the last second in ten slots of 100 ms
+ * (a receiver's "per second" limit is usually such a window).
  */
 #include <arpa/inet.h>
 #include <math.h>
@@ -26,7 +26,8 @@
 #include "delivery/acct.h"
 #include "delivery/shape.h"
 
-#define SHAPE_TAU_MS		1000.0	/* rate estimate time constant */
+#define SHAPE_SLOTS		10	/* the rate window: one second */
+#define SHAPE_SLOT_MS		100
 #define SHAPE_CUT_GUARD_MS	2000	/* one rate cut per burst */
 #define SHAPE_CONN_HOLD_MS	30000	/* no growth after a cut */
 #define SHAPE_CONTENDED_MS	1000	/* a refusal this recent counts */
@@ -73,9 +74,9 @@ struct shape_dest {
 	unsigned		 learned_per_conn;
 	double			 rate_cap;	/* learned, per s, 0: none */
 	struct shape_bucket	 msgs, hourly, conns;
-	double			 acc_est;	/* accepted per second */
-	double			 sent_est;
-	uint64_t		 est_at;
+	/* Recipients accepted and sent in the last second, in tenths. */
+	uint32_t		 acc[SHAPE_SLOTS], sent[SHAPE_SLOTS];
+	uint64_t		 slot;		/* now / SHAPE_SLOT_MS of the last */
 	uint64_t		 hold_until;	/* no growth before */
 	uint64_t		 last_probe;
 	uint64_t		 last_rate_cut, last_conn_cut;
@@ -302,17 +303,31 @@ bucket_wait(const struct shape_bucket *b)
 	return (uint64_t)ceil((1.0 - b->tokens) * 1000.0 / b->rate);
 }
 
+/* shape_window - move the one-second window of counts to now. */
 static void
-shape_decay(struct shape_dest *d, uint64_t now)
+shape_window(struct shape_dest *d, uint64_t now)
 {
-	double f;
+	uint64_t slot = now / SHAPE_SLOT_MS, k;
 
-	if (now > d->est_at) {
-		f = exp(-(double)(now - d->est_at) / SHAPE_TAU_MS);
-		d->acc_est *= f;
-		d->sent_est *= f;
+	if (slot <= d->slot)
+		return;
+	for (k = d->slot + 1; k <= slot && k <= d->slot + SHAPE_SLOTS; k++) {
+		d->acc[k % SHAPE_SLOTS] = 0;
+		d->sent[k % SHAPE_SLOTS] = 0;
 	}
-	d->est_at = now;
+	d->slot = slot;
+}
+
+/* shape_rate_of - recipients per second in the window. */
+static double
+shape_rate_of(const uint32_t *v)
+{
+	uint64_t sum = 0;
+	size_t i;
+
+	for (i = 0; i < SHAPE_SLOTS; i++)
+		sum += v[i];
+	return (double)sum * 1000.0 / (SHAPE_SLOTS * SHAPE_SLOT_MS);
 }
 
 static double
@@ -620,8 +635,8 @@ shape_take(struct shape_dest *d, uint64_t now, unsigned want,
 		d->msgs.tokens -= n;
 	if (d->hourly.rate > 0)
 		d->hourly.tokens -= n;
-	shape_decay(d, now);
-	d->sent_est += (double)n * 1000.0 / SHAPE_TAU_MS;
+	shape_window(d, now);
+	d->sent[d->slot % SHAPE_SLOTS] += n;
 out:
 	pthread_mutex_unlock(&d->mu);
 	return n;
@@ -635,9 +650,8 @@ shape_give_back(struct shape_dest *d, unsigned n)
 		d->msgs.tokens += n;
 	if (d->hourly.rate > 0)
 		d->hourly.tokens += n;
-	d->sent_est -= (double)n * 1000.0 / SHAPE_TAU_MS;
-	if (d->sent_est < 0)
-		d->sent_est = 0;
+	if (d->sent[d->slot % SHAPE_SLOTS] >= n)
+		d->sent[d->slot % SHAPE_SLOTS] -= n;
 	pthread_mutex_unlock(&d->mu);
 }
 
@@ -708,20 +722,21 @@ shape_cut_rate(struct shape_dest *d, uint64_t now, const char *reason,
     unsigned code, const char *dsn)
 {
 	char a[32], b[32];
-	double r, cur;
+	double r, cur, acc;
 
 	if (!d->adaptive || now - d->last_rate_cut < SHAPE_CUT_GUARD_MS)
 		return;
-	shape_decay(d, now);
+	shape_window(d, now);
+	acc = shape_rate_of(d->acc);
 	d->last_rate_cut = now;
 	d->cut_once = true;
 	d->hold_until = now + (uint64_t)d->sh->cfg->shaping_probe_interval;
 	d->last_probe = now;
 	cur = shape_eff_rate(d);
-	if (d->acc_est >= SHAPE_MIN_RATE)
-		r = d->acc_est * SHAPE_RATE_FACTOR;
+	if (acc >= SHAPE_MIN_RATE)
+		r = acc * SHAPE_RATE_FACTOR;
 	else
-		r = (cur > 0 ? cur : d->sent_est) / 2;
+		r = (cur > 0 ? cur : shape_rate_of(d->sent)) / 2;
 	if (r < SHAPE_MIN_RATE)
 		r = SHAPE_MIN_RATE;
 	if (cur > 0 && r >= cur)
@@ -836,8 +851,8 @@ shape_txn(struct shape_dest *d, uint64_t now, unsigned ok,
 	char a[32], b[32], why[600];
 
 	pthread_mutex_lock(&d->mu);
-	shape_decay(d, now);
-	d->acc_est += (double)ok * 1000.0 / SHAPE_TAU_MS;
+	shape_window(d, now);
+	d->acc[d->slot % SHAPE_SLOTS] += ok;
 	if (deferred > 0) {
 		if (!shape_apply_rules(d, now, code, dsn, text, true) &&
 		    shape_slow_down(code, dsn)) {
@@ -938,8 +953,8 @@ shaper_status(struct shaper *sh, uint64_t now, struct shape_status *st,
 		st[i].paused_ms = d->paused_until > now ? d->paused_until -
 		    now : 0;
 		st[i].cuts = d->cuts;
-		shape_decay(d, now);
-		st[i].accepted_rate = d->acc_est;
+		shape_window(d, now);
+		st[i].accepted_rate = shape_rate_of(d->acc);
 		pthread_mutex_unlock(&d->mu);
 	}
 	pthread_mutex_unlock(&sh->mu);

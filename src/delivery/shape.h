@@ -18,8 +18,8 @@
  *                message (the server wants fewer connections).
  *   rate         none at first; a deferral that says "slow down" (450,
  *                451, or 4.7.x other than a 421) sets it to 85 % of the
- *                rate the destination was accepting (an exponentially
- *                weighted estimate over about a second), or halves it;
+ *                rate the destination was accepting (counted over the
+ *                last second), or halves it;
  *                the bucket holds a tenth of a second's worth, so no
  *                second ever carries more than 0.85 * 1.1 of that rate.
  *   per session  a 421 after n messages on one connection teaches the
