@@ -25,12 +25,13 @@ UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	meson test -C build-asan --suite unit --print-errorlogs
 
 echo "== integration tests =="
-/usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
+/usr/bin/python3 -m pytest -q -p no:cacheprovider --durations=12 \
+	tests/integration
 
 echo "== integration tests under ASan+UBSan (without the slow scenarios) =="
 MAILROOM_BIN="$PWD/build-asan/mailroom" \
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	/usr/bin/python3 -m pytest -q -p no:cacheprovider -m "not slow" \
-	tests/integration
+	--durations=12 tests/integration
 echo "== all tests passed =="

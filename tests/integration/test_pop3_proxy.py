@@ -626,6 +626,7 @@ def test_listening_address_in_use_exits_69(mailroom):
     assert r.returncode == 69 and "in use" in r.stderr, r
 
 
+@pytest.mark.slow
 def test_one_user_checking_every_second_for_two_minutes(dovecot, proxy):
     """The issue's figure: 120 checks at 1/s through an interval of n
     seconds cause about 120/n backend logins, not 120."""
