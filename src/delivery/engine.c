@@ -883,8 +883,12 @@ engine_build(struct engine *e, struct edomain *d, struct ehost *h,
 	memset(t->res, 0, n * sizeof(*t->res));
 	t->dom = d;
 	t->host = h;
-	if ((size_t)snprintf(t->msgid, sizeof(t->msgid), "<%s.%u.%u@%s>",
-	    c->token, ents[0].rcpt, ents[0].attempts + 1u,
+	if (src->ops->queue_id != NULL)
+		snprintf(t->msgid, sizeof(t->msgid), "%016llx",
+		    (unsigned long long)src->ops->queue_id(src->arg,
+		    ents[0].rcpt));
+	else if ((size_t)snprintf(t->msgid, sizeof(t->msgid),
+	    "<%s.%u.%u@%s>", c->token, ents[0].rcpt, ents[0].attempts + 1u,
 	    e->cfg->send_message_id_domain) >= sizeof(t->msgid))
 		mr_panic("Message-ID longer than %zu", sizeof(t->msgid));
 	snprintf(t->date, sizeof(t->date), "%s", engine_date(e));

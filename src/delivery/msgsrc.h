@@ -57,6 +57,11 @@ struct msgsrc_ops {
 	 * of its queue.max_age (optional: without it, the campaign's start
 	 * is). */
 	uint64_t (*received)(void *arg, uint32_t r);
+	/* queue_id - the id the source gave r's message (the relay's spool
+	 * id, told to the client in its 250), for the accounting file's
+	 * message_id column (optional: without it, the Message-ID the
+	 * engine stamps). */
+	uint64_t (*queue_id)(void *arg, uint32_t r);
 	/* final - r was delivered or bounced for good (optional). */
 	void	(*final)(void *arg, uint32_t r, bool bounced);
 	/* Stamps: the source's own Message-ID and Date, or the stamp's. */

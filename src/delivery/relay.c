@@ -347,6 +347,14 @@ relay_src_render(void *arg, struct msgsrc_scratch *sc, uint32_t i,
 }
 
 static uint64_t
+relay_src_queue_id(void *arg, uint32_t i)
+{
+	struct relay *r = arg;
+
+	return relay_msg(r, relay_rcpt(r, i)->msg)->spool_id;
+}
+
+static uint64_t
 relay_src_received(void *arg, uint32_t i)
 {
 	struct relay *r = arg;
@@ -397,6 +405,7 @@ static const struct msgsrc_ops relay_ops = {
 	.mail_from = relay_src_mail_from,
 	.render = relay_src_render,
 	.received = relay_src_received,
+	.queue_id = relay_src_queue_id,
 	.final = relay_src_final,
 	.stamps = false,
 };

@@ -115,6 +115,10 @@ pop3_serve_base(void)
 	if (ec == NULL)
 		return NULL;
 	event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+	/* Nothing touches this loop from another thread (workers and stop
+	 * requests come through pipes): no locks, though main() turned on
+	 * libevent's thread support for the delivery loops. */
+	event_config_set_flag(ec, EVENT_BASE_FLAG_NOLOCK);
 	base = event_base_new_with_config(ec);
 	event_config_free(ec);
 	return base;

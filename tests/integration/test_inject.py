@@ -110,9 +110,14 @@ def test_swaks_pipelining(daemon, receivers):
                         "--h-Subject", "swaks", "--body", "hello"],
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stdout + p.stderr
-    assert re.search(r"<-  250 2\.0\.0 Ok: queued as [0-9a-f]{16}",
-                     p.stdout), p.stdout
+    m = re.search(r"<-  250 2\.0\.0 Ok: queued as ([0-9a-f]{16})",
+                  p.stdout)
+    assert m, p.stdout
     _wait_acct(d.acct, 2)
+    # The accounting file names the message by the id the client got.
+    recs = [r for r in read_accounting(d.acct, "csv")
+            if r["type"] == "delivered"]
+    assert [r["message_id"] for r in recs] == [m.group(1)] * 2, recs
 
 
 def test_no_open_relay_and_auth_over_tls(mailroom, daemon, receivers,
