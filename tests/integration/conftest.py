@@ -7,6 +7,7 @@ teardown.  Run with Debian's /usr/bin/python3 -m pytest.
 import json
 import os
 import pathlib
+import select
 import signal
 import socket
 import subprocess
@@ -380,10 +381,15 @@ class Receiver:
                 argv += [f"--{k.replace('_', '-')}"]
             else:
                 argv += [f"--{k.replace('_', '-')}", str(v)]
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline()
-        assert line.startswith("ready"), (line, self.proc.stderr.read())
+        # stderr to a file: a pipe nobody reads would block the
+        # receiver once it filled.
+        self.err_path = tmp_path / f"{mode}-{self.port}.err"
+        with open(self.err_path, "wb") as err:
+            self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE,
+                                         stderr=err, text=True)
+        ready, _, _ = select.select([self.proc.stdout], [], [], 20)
+        line = self.proc.stdout.readline() if ready else ""
+        assert line.startswith("ready"), (line, self.err_path.read_text())
         self.stats = None
 
     @property

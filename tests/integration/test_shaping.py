@@ -15,6 +15,7 @@ errors are refused at start-up with file and line, a [destination] limit
 holds, a response rule pauses a destination, and destinations that share
 an MX set share their limits.
 """
+import calendar
 import random
 import subprocess
 import time
@@ -169,9 +170,10 @@ def test_response_rule_pauses_destination(mailroom, tmp_path, receivers):
     st = rc.stop()
     # Paused for 3 s after each burst of refusals: no refusals during it.
     d = sorted(st["deferred"])
-    p = sorted(time.mktime(time.strptime(x["time"][:19],
-               "%Y-%m-%dT%H:%M:%S")) - time.timezone +
-               float("0" + x["time"][19:-1]) for x in pauses)
+    p = sorted(calendar.timegm(time.strptime(x["time"][:19],
+               "%Y-%m-%dT%H:%M:%S")) + float("0" + x["time"][19:-1])
+               for x in pauses)
+    assert p and d, (p, d)
     for t in p:
         during = [x for x in d if t + 0.5 < x < t + 2.5]
         assert during == [], (t, during)
@@ -249,6 +251,13 @@ def test_bad_shaping_config_refused_with_file_and_line(
                         "--list", str(tmp_path / "l.csv")],
                        capture_output=True, text=True, timeout=30)
     assert p.returncode != 0 and message in p.stderr, p.stderr
+    assert f"{cfg}{where}" in p.stderr, p.stderr
+    assert "0/1 done" not in p.stderr          # stopped before sending
+    # ... and a daemon does not start with it.
+    p = subprocess.run([mailroom, "daemon", "--config", str(cfg),
+                        "--store", str(tmp_path / "s.db")],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode != 0 and f"{cfg}{where}" in p.stderr, p.stderr
 
 
 def test_governor_slots_bound_sessions_and_decisions_are_logged(
@@ -257,7 +266,7 @@ def test_governor_slots_bound_sessions_and_decisions_are_logged(
     sessions of all destinations together, and each decision is logged
     and ends up in the summary; the retry limit (D6) comes with it."""
     rc = receivers("slow", delay=0.05)
-    rows = _rows({"gov.test": 400})
+    rows = _rows({"gov.test": 150})
     r = run_send(mailroom, tmp_path / "run", template=TEMPLATE, rows=rows,
                  routes={"gov.test": rc.address},
                  opts={"governor.interval": "1s",
@@ -267,7 +276,7 @@ def test_governor_slots_bound_sessions_and_decisions_are_logged(
                        "general.log_level": "info"}, timeout=90)
     assert r.rc == 0, r
     st = rc.stop()
-    assert len(st["accepted"]) == 400
+    assert len(st["accepted"]) == 150
     assert st["max_open"] <= 3, st["max_open"]
     decisions = [l for l in r.stderr.splitlines() if " governor " in l
                  and "interval=" in l]
@@ -374,7 +383,9 @@ def test_dynamic_retry_limit_follows_failure_rate(mailroom, tmp_path,
     """D6: a receiver that defers every recipient makes the delivery
     failure rate (attempts / successes) unbounded; at the governor's next
     interval the retry limit drops from queue.max_attempts (10) to
-    queue.retry_limit_low (5), and recipients bounce after 5 attempts."""
+    queue.retry_limit_low (5), and recipients bounce after 5 attempts.
+    (Attempts are 500 ms apart: the 5th comes at about 2 s, a second
+    after the governor's first decision.)"""
     rc = receivers("throttle", rate=0)
     rows = _rows({"defer.test": 20})
     r = run_send(mailroom, tmp_path / "run", template=TEMPLATE, rows=rows,
@@ -382,8 +393,8 @@ def test_dynamic_retry_limit_follows_failure_rate(mailroom, tmp_path,
                  opts={"governor.interval": "1s",
                        "queue.max_attempts": "10",
                        "queue.retry_limit_low": "5",
-                       "queue.retry_base": "300ms",
-                       "queue.retry_max_interval": "300ms",
+                       "queue.retry_base": "500ms",
+                       "queue.retry_max_interval": "500ms",
                        "shaping.adaptive": "no",
                        "general.log_level": "info"}, timeout=60)
     assert r.rc == 0, r

@@ -195,8 +195,8 @@ test_csdyn_half_utilized(void **state)
 	assert_int_equal(dec.slots, 198);
 	assert_string_equal(dec.reason, GOVERNOR_SHRINK);
 
-	/* Growth is damped the same way: Ms = 0 wants +inf, step 1.5 *
-	 * (100 / 198.5). */
+	/* Growth is damped the same way: Ms = 0 wants +inf, and the step is
+	 * d * Us = 3 * (100 / 198.5). */
 	run_interval(&g, S3, 100, 0, &dec);
 	ASSERT_NEAR(dec.us, 100.0 / 198.5);
 	ASSERT_NEAR(dec.c_new, 198.5 + 3.0 * 100.0 / 198.5);
