@@ -138,6 +138,7 @@ struct smtps {
 	bool			 esmtp;		/* EHLO: PIPELINING offered */
 	bool			 eof;		/* the client sent all */
 	bool			 skip_line;	/* drop input through next LF */
+	bool			 skip_cr;	/* ... the last byte dropped: CR */
 	char			 helo[SMTP_DOMAIN_MAX + 1];
 	char			*auth_user;
 	unsigned		 errors;
@@ -317,7 +318,10 @@ smtps_vreply(struct smtps *s, int code, const char *esc, const char *fmt,
 	char buf[SMTP_CMD_LINE_MAX + 2];
 	int n, m;
 
-	if (esc != NULL && *esc != '\0')
+	/* An enhanced code is "c.sss.ddd" (RFC 3463): anything longer, or
+	 * with other characters, from a hook is left out. */
+	if (esc != NULL && *esc != '\0' && strlen(esc) <= 11 &&
+	    strspn(esc, "0123456789.") == strlen(esc))
 		n = snprintf(buf, sizeof(buf), "%d %s ", code, esc);
 	else
 		n = snprintf(buf, sizeof(buf), "%d ", code);
@@ -494,20 +498,41 @@ smtps_bare_lf(struct smtps *s)
 	smtps_close(s, "bare LF received");
 }
 
-/* smtps_skip - drop input through the next LF (the rest of an over-long
- * line); false while no LF has come yet. */
+/*
+ * smtps_skip - drop input through the next LF (the rest of an over-long
+ * line); false while no LF has come yet.  The skipped line must end in
+ * CRLF too: a bare LF here would let a long line smuggle a final dot
+ * and commands behind it, so it ends the session as anywhere else.
+ */
 static bool
 smtps_skip(struct smtps *s)
 {
 	struct evbuffer *in = net_conn_input(s->c);
 	struct evbuffer_ptr at = evbuffer_search(in, "\n", 1, NULL);
+	size_t len = evbuffer_get_length(in);
+	char before = s->skip_cr ? '\r' : '\0';
 
 	if (at.pos < 0) {
-		evbuffer_drain(in, evbuffer_get_length(in));
+		if (len > 0) {
+			evbuffer_ptr_set(in, &at, len - 1, EVBUFFER_PTR_SET);
+			(void)evbuffer_copyout_from(in, &at, &before, 1);
+			s->skip_cr = before == '\r';
+		}
+		evbuffer_drain(in, len);
 		return false;
+	}
+	if (at.pos > 0) {
+		struct evbuffer_ptr prev;
+
+		evbuffer_ptr_set(in, &prev, (size_t)at.pos - 1,
+		    EVBUFFER_PTR_SET);
+		(void)evbuffer_copyout_from(in, &prev, &before, 1);
 	}
 	evbuffer_drain(in, (size_t)at.pos + 1);
 	s->skip_line = false;
+	s->skip_cr = false;
+	if (before != '\r')
+		smtps_bare_lf(s);
 	return true;
 }
 

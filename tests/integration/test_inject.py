@@ -228,6 +228,13 @@ ENV = (b"EHLO c.test\r\nMAIL FROM:<a@sender.test>\r\n"
     ("bare LF", [b"EHLO c.test\r\n", b"MAIL FROM:<a@sender.test>\r\n",
                  b"RCPT TO:<bad@example.test>\r\n", b"DATA\r\n",
                  b"Subject: x\r\n\r\nbare\nlf\r\n.\r\n"], "5.5.2"),
+    ("long line ended by a bare LF, smuggling a message",
+     [b"EHLO c.test\r\n", b"MAIL FROM:<a@sender.test>\r\n",
+      b"RCPT TO:<bad@example.test>\r\n", b"DATA\r\n",
+      b"Subject: x\r\n\r\n" + b"y" * 1200 + b"\n.\r\n"
+      b"MAIL FROM:<a@sender.test>\r\nRCPT TO:<bad@example.test>\r\n"
+      b"DATA\r\nSubject: smuggled\r\n\r\nz\r\n.\r\n"],
+     "550 5.5.2"),
     ("NUL", [b"EHLO c.test\r\n", b"MAIL FROM:<a@sender.test>\r\n",
              b"RCPT TO:<bad@example.test>\r\n", b"DATA\r\n",
              b"Subject: x\r\n\r\nnul\x00here\r\n.\r\n"], "550 5.6.0"),
