@@ -35,6 +35,7 @@ struct campaign {
 	const struct mr_config	*cfg;
 	struct msgsrc		 src;		/* recipients and messages */
 	size_t			 ndomains;	/* known at start (a hint) */
+	size_t			 max_message_size; /* larger ones bounce */
 	const struct list	*list;		/* a campaign's; NULL: relay */
 	const struct tmpl	*tmpl;
 	const char		*mail_from;

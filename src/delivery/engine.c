@@ -166,7 +166,8 @@ struct engine {
 	struct mr_hmap		*host_index;
 	struct rheap		 retry;
 	struct event		*retry_timer;
-	uint64_t		 retry_armed;	/* due of the armed timer */
+	uint32_t		 retry_armed;	/* due of the armed timer */
+	bool			 retry_is_armed;
 	struct event		*tick;
 	struct edomain_wait_list waiting;
 	struct ehost_wake_list	 waking;	/* hosts the shaper held */
@@ -471,19 +472,22 @@ static void
 engine_arm_retry(struct engine *e)
 {
 	const struct queue_entry *top = rheap_peek(&e->retry);
-	uint64_t now = engine_now(e), wait;
+	int32_t wait;
 	struct timeval tv;
 
 	if (top == NULL)
 		return;
-	if (e->retry_armed != 0 && e->retry_armed <= top->due &&
-	    evtimer_pending(e->retry_timer, NULL))
+	if (e->retry_is_armed && queue_due_diff(e->retry_armed, top->due) <=
+	    0 && evtimer_pending(e->retry_timer, NULL))
 		return;
-	wait = top->due > now ? top->due - now : 0;
+	wait = queue_due_diff(top->due, (uint32_t)engine_now(e));
+	if (wait < 0)
+		wait = 0;
 	tv.tv_sec = (time_t)(wait / 1000);
 	tv.tv_usec = (suseconds_t)(wait % 1000) * 1000;
 	evtimer_add(e->retry_timer, &tv);
 	e->retry_armed = top->due;
+	e->retry_is_armed = true;
 }
 
 /*
@@ -909,7 +913,28 @@ engine_build(struct engine *e, struct edomain *d, struct ehost *h,
 	t->txn.nrcpts = n;
 	t->txn.mail_from = src->ops->mail_from(src->arg, ents[0].rcpt);
 	t->txn.eight_bit = eight;
-	if (rc != 0 || t->txn.size > (size_t)e->cfg->send_max_message_size) {
+	if (rc == MSGSRC_TEMP) {
+		/* The source could not read it now (a full descriptor table,
+		 * an I/O error): tried again later, never bounced for it. */
+		struct engine_outcome o;
+
+		memset(&o, 0, sizeof(o));
+		o.type = ACCT_DEFERRED;
+		o.dsn = "4.3.0";
+		mr_buf_reset(&e->tmp);
+		mr_buf_printf(&e->tmp, "message cannot be read now: %s",
+		    why ? why : "unknown error");
+		o.reply = mr_buf_cstr(&e->tmp);
+		for (i = 0; i < n; i++) {
+			t->ent[i].attempts++;
+			o.rcpt = t->rcpt[i];
+			engine_defer(e, t->ent[i], &o);
+		}
+		engine_txn_put(e, t);
+		engine_commit(e, false);
+		return NULL;
+	}
+	if (rc != 0 || t->txn.size > e->camp->max_message_size) {
 		struct engine_outcome o;
 
 		memset(&o, 0, sizeof(o));
@@ -921,7 +946,8 @@ engine_build(struct engine *e, struct edomain *d, struct ehost *h,
 			    why ? why : "unknown error");
 		else
 			mr_buf_printf(&e->tmp, "message of %zu bytes exceeds "
-			    "send.max_message_size", t->txn.size);
+			    "the size limit of %zu", t->txn.size,
+			    e->camp->max_message_size);
 		o.reply = mr_buf_cstr(&e->tmp);
 		for (i = 0; i < n; i++) {
 			t->ent[i].attempts++;
@@ -1005,7 +1031,7 @@ engine_pick(struct engine *e, struct ehost *h)
 		case CONF_QP_OLDEST:
 			a = dqueue_peek(&d->q);
 			b = dqueue_peek(&best->q);
-			if (a->due < b->due)
+			if (queue_due_diff(a->due, b->due) < 0)
 				best = d;
 			break;
 		default:
@@ -1536,8 +1562,9 @@ engine_retry_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	e->retry_armed = 0;
-	while ((top = rheap_peek(&e->retry)) != NULL && top->due <= now) {
+	e->retry_is_armed = false;
+	while ((top = rheap_peek(&e->retry)) != NULL &&
+	    queue_due_diff(top->due, (uint32_t)now) <= 0) {
 		rheap_pop(&e->retry, &ent);
 		d = e->doms[ent.domain];
 		dqueue_push(&d->q, &ent);

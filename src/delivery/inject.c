@@ -50,6 +50,9 @@
 #define INJECT_TICK_MS		200
 #define INJECT_FAIL_SLOTS	4096	/* failed-AUTH memory, by address */
 #define INJECT_AUTH_DELAY_MAX	15000
+#define INJECT_HEADER_ROOM	4096	/* our Received header, at most */
+#define INJECT_RECORD_MAX	((size_t)1 << 30)	/* the spool's bound */
+#define SMTP_PATH_MAX		256	/* RFC 5321 4.5.3.1.3 */
 
 struct isess;
 
@@ -668,6 +671,7 @@ inject_open(const struct mr_config *cfg, struct mr_buf *err, int *ex_r)
 	struct injector *in = xcalloc(1, sizeof(*in));
 	struct campaign *c = &in->camp;
 	struct spool_stats sst;
+	struct spool_params spp;
 	struct rlimit rl;
 	unsigned char rnd[6];
 	unsigned i, w;
@@ -720,7 +724,15 @@ inject_open(const struct mr_config *cfg, struct mr_buf *err, int *ex_r)
 		mr_buf_printf(&b, "%s.spool", cfg->store_path);
 		in->spool_dir = b.data;
 	}
-	in->spool = spool_open(in->spool_dir, NULL, inject_notify, in, err,
+	/* The spool takes what the listener accepts: the message with its
+	 * Received header, and its envelope. */
+	memset(&spp, 0, sizeof(spp));
+	spp.max_rcpts = (size_t)cfg->inject_max_recipients;
+	spp.max_record = (size_t)cfg->inject_max_message_size +
+	    INJECT_HEADER_ROOM + spp.max_rcpts * (SMTP_PATH_MAX + 4);
+	if (spp.max_record > INJECT_RECORD_MAX)
+		spp.max_record = INJECT_RECORD_MAX;
+	in->spool = spool_open(in->spool_dir, &spp, inject_notify, in, err,
 	    &code);
 	if (in->spool == NULL) {
 		*ex_r = EX_CANTCREAT;
@@ -737,6 +749,8 @@ inject_open(const struct mr_config *cfg, struct mr_buf *err, int *ex_r)
 	c->start_mono_ms = mr_clock_ms();
 	c->batching = true;
 	c->endless = true;
+	c->max_message_size = (size_t)cfg->inject_max_message_size +
+	    INJECT_HEADER_ROOM;
 	if (*cfg->send_accounting_file != '\0') {
 		c->acct = acct_open(cfg->send_accounting_file,
 		    cfg->send_accounting_format, err);
@@ -774,6 +788,10 @@ inject_open(const struct mr_config *cfg, struct mr_buf *err, int *ex_r)
 		in->nworkers = i + 1;
 	}
 	code = spool_recover(in->spool, inject_recover_cb, in);
+	if (code != 0)
+		mr_log_err("inject", "event=recover error=%s note=\"messages "
+		    "that could not be read stay in the spool\"",
+		    mr_q(mr_strerror(code), (size_t)-1));
 	spool_stats(in->spool, &sst);
 	in->recovered = sst.recovered;
 	in->recovered_rcpts = relay_pending(in->relay);

@@ -21,6 +21,10 @@
 struct evbuffer;
 struct msgsrc_scratch;
 
+/* render's failures. */
+#define MSGSRC_PERM	(-1)	/* the message is gone or damaged */
+#define MSGSRC_TEMP	(-2)	/* it cannot be read now */
+
 /* What a rendering adds to every message (per transaction). */
 struct msgsrc_stamp {
 	const char	*message_id;	/* "<...@...>" */
@@ -46,8 +50,9 @@ struct msgsrc_ops {
 	/*
 	 * render - r's message into out, dot-stuffed with CRLF line ends
 	 * when stuff is set (else as the recipient reads it).  Returns 0
-	 * with *size_r and *eight_r, or -1 with a reason (borrowed from sc)
-	 * in *why_r: the recipient then bounces.
+	 * with *size_r and *eight_r, or MSGSRC_PERM (the recipient bounces)
+	 * or MSGSRC_TEMP (tried again later) with a reason (borrowed from
+	 * sc) in *why_r.
 	 */
 	int	(*render)(void *arg, struct msgsrc_scratch *sc, uint32_t r,
 		    const struct msgsrc_stamp *st, bool stuff,

@@ -6,6 +6,7 @@
  * no lock; free entries are chained through `next_free`.
  */
 #include <ctype.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -48,6 +49,7 @@ struct relay {
 	uint32_t		 nmsgs, msg_free;
 	struct rrcpt		*rcpts[RELAY_CHUNKS];
 	uint32_t		 nrcpts, rcpt_free;
+	uint32_t		 rcpt_nfree;	/* entries on the free list */
 	char			**dnames[RELAY_CHUNKS];
 	uint32_t		 ndomains;
 	struct mr_hmap		*dindex;
@@ -126,11 +128,13 @@ relay_free(struct relay **rp)
 /* The next entry of a table, made when needed (lock held). */
 static int
 relay_slot(void **chunks, size_t size, uint32_t *n, uint32_t *free_head,
-    size_t free_off, uint32_t *out)
+    uint32_t *nfree, size_t free_off, uint32_t *out)
 {
 	uint32_t i;
 
 	if (*free_head != RELAY_NONE) {
+		if (nfree != NULL)
+			(*nfree)--;
 		i = *free_head;
 		*free_head = *(uint32_t *)((char *)chunks[i >>
 		    RELAY_CHUNK_SHIFT] + (i & (RELAY_CHUNK - 1)) * size +
@@ -187,13 +191,17 @@ relay_add(struct relay *r, uint64_t id, const struct spool_envelope *env,
 	int code = 0;
 
 	pthread_mutex_lock(&r->mu);
-	if ((uint64_t)r->nrcpts + env->nrcpt >=
-	    (uint64_t)RELAY_CHUNKS * RELAY_CHUNK && r->rcpt_free == RELAY_NONE) {
+	/* Room for all of them, or none is taken (the message stays in
+	 * the spool for the next start). */
+	if ((uint64_t)RELAY_CHUNKS * RELAY_CHUNK - r->nrcpts + r->rcpt_nfree <
+	    env->nrcpt || (r->msg_free == RELAY_NONE &&
+	    r->nmsgs >= (uint32_t)RELAY_CHUNKS * RELAY_CHUNK) ||
+	    r->ndomains + env->nrcpt > (uint32_t)RELAY_CHUNKS * RELAY_CHUNK) {
 		code = MR_ERANGE_VALUE;
 		goto out;
 	}
 	if ((code = relay_slot((void **)r->msgs, sizeof(struct rmsg),
-	    &r->nmsgs, &r->msg_free, offsetof(struct rmsg, next_free),
+	    &r->nmsgs, &r->msg_free, NULL, offsetof(struct rmsg, next_free),
 	    &mi)) != 0)
 		goto out;
 	m = relay_msg(r, mi);
@@ -204,7 +212,8 @@ relay_add(struct relay *r, uint64_t id, const struct spool_envelope *env,
 	for (i = 0; i < env->nrcpt; i++) {
 		if ((code = relay_slot((void **)r->rcpts,
 		    sizeof(struct rrcpt), &r->nrcpts, &r->rcpt_free,
-		    offsetof(struct rrcpt, next_free), &ri)) != 0)
+		    &r->rcpt_nfree, offsetof(struct rrcpt, next_free),
+		    &ri)) != 0)
 			break;
 		rc = relay_rcpt(r, ri);
 		rc->msg = mi;
@@ -334,12 +343,15 @@ relay_src_render(void *arg, struct msgsrc_scratch *sc, uint32_t i,
 	struct relay *r = arg;
 	uint64_t id = relay_msg(r, relay_rcpt(r, i)->msg)->spool_id;
 	size_t before = evbuffer_get_length(out);
+	int code;
 
 	(void)st;
+
 	mr_buf_reset(&sc->err);
-	if (spool_read_message(r->sp, id, &sc->m, &sc->err) != 0) {
+	if ((code = spool_read_message(r->sp, id, &sc->m, &sc->err)) != 0) {
 		*why_r = mr_buf_cstr(&sc->err);
-		return -1;
+		return code == -ENOENT || code == MR_EINVAL_INPUT ?
+		    MSGSRC_PERM : MSGSRC_TEMP;
 	}
 	relay_stuff(sc->m.body, sc->m.body_len, stuff, out, eight_r);
 	*size_r = evbuffer_get_length(out) - before;
@@ -370,7 +382,8 @@ relay_src_final(void *arg, uint32_t i, bool bounced)
 	struct rmsg *m;
 	struct mr_buf err = MR_BUF_INIT;
 
-	pthread_mutex_lock(&r->mu);
+	/* The entry is the caller's until freed below, and its message
+	 * stays while it counts: the spool's write needs no relay lock. */
 	rc = relay_rcpt(r, i);
 	m = relay_msg(r, rc->msg);
 	if (spool_rcpt_done(r->sp, m->spool_id, rc->idx, bounced ?
@@ -378,10 +391,12 @@ relay_src_final(void *arg, uint32_t i, bool bounced)
 		mr_log_warn("relay", "event=done id=%llu error=%s",
 		    (unsigned long long)m->spool_id,
 		    mr_q(mr_buf_cstr(&err), (size_t)-1));
+	pthread_mutex_lock(&r->mu);
 	free(rc->addr);
 	rc->addr = NULL;
 	rc->next_free = r->rcpt_free;
 	r->rcpt_free = i;
+	r->rcpt_nfree++;
 	atomic_fetch_sub(&r->pending, 1);
 	if (--m->remaining == 0) {
 		free(m->mail_from);

@@ -1315,6 +1315,7 @@ runner_run(const struct runner_opts *o, enum runner_end *end_r,
 	r.cs.max_row = (size_t)r.cfg->send_max_row_size;
 	campsrc_init(&r.cs, &r.camp.src);
 	r.camp.ndomains = list_ndomains(r.list);
+	r.camp.max_message_size = (size_t)r.cfg->send_max_message_size;
 	r.camp.start_mono_ms = mr_clock_ms();
 	r.camp.forensics_dir = *r.cfg->send_forensics_dir ?
 	    r.cfg->send_forensics_dir : NULL;

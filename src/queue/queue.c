@@ -197,7 +197,7 @@ rheap_push(struct rheap *h, const struct queue_entry *e)
 	i = h->n++;
 	while (i > 0) {
 		p = (i - 1) / 2;
-		if (h->v[p].due <= e->due)
+		if (queue_due_diff(h->v[p].due, e->due) <= 0)
 			break;
 		h->v[i] = h->v[p];
 		i = p;
@@ -224,9 +224,10 @@ rheap_pop(struct rheap *h, struct queue_entry *e_r)
 		c = 2 * i + 1;
 		if (c >= h->n)
 			break;
-		if (c + 1 < h->n && h->v[c + 1].due < h->v[c].due)
+		if (c + 1 < h->n &&
+		    queue_due_diff(h->v[c + 1].due, h->v[c].due) < 0)
 			c++;
-		if (last.due <= h->v[c].due)
+		if (queue_due_diff(last.due, h->v[c].due) <= 0)
 			break;
 		h->v[i] = h->v[c];
 		i = c;

@@ -23,10 +23,22 @@ struct queue_entry {
 	uint32_t	rcpt;		/* index in the recipient table */
 	uint32_t	domain;		/* domain id */
 	uint32_t	due;		/* next attempt, ms since the loop's
-					 * epoch (49 days of range) */
+					 * epoch, wrapping: compare with
+					 * queue_due_diff() */
 	uint16_t	attempts;	/* the seed's visit count */
 	uint16_t	flags;		/* reserved for later use */
 };
+
+/*
+ * queue_due_diff - a - b for two due times, in serial-number arithmetic
+ * (RFC 1982): right while they are less than 24 days apart, across the
+ * 32-bit wrap every 49.7 days of a loop that runs for months (the relay).
+ */
+static inline int32_t
+queue_due_diff(uint32_t a, uint32_t b)
+{
+	return (int32_t)(a - b);
+}
 
 struct queue_seg;
 

@@ -145,6 +145,36 @@ test_heap_order(void **state)
 	rheap_release(&h);
 }
 
+/* Due times that wrap past 2^32 ms (a relay loop 49.7 days up) still
+ * come out in time order. */
+static void
+test_heap_across_wrap(void **state)
+{
+	struct rheap h;
+	struct queue_entry e;
+	uint32_t base = UINT32_MAX - 50000, i;
+	int64_t last = -1, t;
+
+	(void)state;
+	rheap_init(&h);
+	srand(11);
+	for (i = 0; i < 2000; i++) {
+		memset(&e, 0, sizeof(e));
+		e.rcpt = (uint32_t)(rand() % 100000);	/* ms after base */
+		e.due = base + e.rcpt;			/* wraps past 50000 */
+		rheap_push(&h, &e);
+	}
+	for (i = 0; i < 2000; i++) {
+		rheap_pop(&h, &e);
+		t = e.rcpt;
+		assert_true(t >= last);
+		last = t;
+	}
+	assert_true(queue_due_diff(base + 60000, base) == 60000);
+	assert_true(queue_due_diff(base, base + 60000) == -60000);
+	rheap_release(&h);
+}
+
 static void
 test_entry_is_compact(void **state)
 {
@@ -160,6 +190,7 @@ main(void)
 		cmocka_unit_test(test_ring_wraps),
 		cmocka_unit_test(test_batch),
 		cmocka_unit_test(test_heap_order),
+		cmocka_unit_test(test_heap_across_wrap),
 		cmocka_unit_test(test_entry_is_compact),
 	};
 
