@@ -37,6 +37,7 @@
 #include "delivery/cstore.h"
 #include "delivery/engine.h"
 #include "delivery/inject.h"
+#include "delivery/pace.h"
 #include "delivery/relay.h"
 #include "delivery/shape.h"
 #include "net/cidr.h"
@@ -105,6 +106,7 @@ struct injector {
 	char			*spool_dir;
 	struct relay		*relay;
 	struct campaign		 camp;
+	struct pace		 pace;		/* its governor (tick) */
 	struct engine		*engines[INJECT_WORKERS_MAX];
 	pthread_t		 threads[INJECT_WORKERS_MAX];
 	unsigned		 nworkers;
@@ -190,6 +192,7 @@ inject_tick_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	in->last_rate_at = now;
 	in->last_delivered = d;
+	pace_tick(&in->pace, &in->camp, now, 0, 0);
 	(void)inject_pressure(in);
 	inject_flush(in);
 }
@@ -773,8 +776,11 @@ inject_open(const struct mr_config *cfg, struct mr_buf *err, int *ex_r)
 		    rl.rlim_cur - 256) / 2;
 	else
 		c->max_sessions = 256;
-	atomic_store(&c->slots, (unsigned)cfg->governor_max_slots);
-	atomic_store(&c->retry_limit, (unsigned)cfg->queue_max_attempts);
+	/* The relay's engines are paced as a campaign's are (D9, D6). */
+	if (pace_init(&in->pace, cfg, c, mr_clock_ms(), err) != 0) {
+		*ex_r = EX_CONFIG;
+		goto fail;
+	}
 	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	w = cfg->general_workers > 0 ? (unsigned)cfg->general_workers :
 	    (unsigned)(ncpu > 1 ? ncpu - 1 : 1);
@@ -870,6 +876,7 @@ inject_status(struct injector *in, struct mr_buf *out)
 	    " bytes)\n", in->spool_dir, st.messages, st.bytes);
 	mr_buf_printf(out, "recovered: %" PRIu64 " messages, %" PRIu64
 	    " recipients to deliver\n", in->recovered, in->recovered_rcpts);
+	mr_buf_printf(out, "governor: %s\n", pace_line(&in->pace));
 	mr_buf_printf(out, "backlog: %" PRIu64 " recipients (pause at %lld, "
 	    "resume below %lld%%%s)\n", relay_pending(in->relay),
 	    cfg->inject_backlog_max, cfg->inject_backlog_resume,

@@ -36,7 +36,7 @@
 #include "delivery/csv.h"
 #include "delivery/engine.h"
 #include "delivery/list.h"
-#include "delivery/governor.h"
+#include "delivery/pace.h"
 #include "delivery/runner.h"
 #include "delivery/shape.h"
 #include "delivery/template.h"
@@ -87,13 +87,7 @@ struct runner {
 	bool			 reader_paused;
 
 	/* The performance governor and the retry limit (D9, D6). */
-	struct governor		 gov;
-	struct retry_limit	 rl;
-	uint64_t		 gov_delivered;	/* counters at the last look */
-	uint64_t		 gov_attempts;
-	uint64_t		 iv_attempts;	/* in the open interval */
-	uint64_t		 iv_successes;
-	char			 gov_line[320];	/* the last decision */
+	struct pace		 pace;
 };
 
 /* ---------------------------------------------------------------- */
@@ -937,88 +931,17 @@ runner_lease(struct runner *r)
 /* Pace: the governor, the retry limit, the destinations' changes   */
 /* ---------------------------------------------------------------- */
 
-static int
-runner_pace_init(struct runner *r, struct mr_buf *err)
-{
-	const struct mr_config *cfg = r->cfg;
-	struct governor_params gp;
-	struct retry_limit_params rp;
-
-	governor_params_default(&gp);
-	gp.target_rate_per_hour = (double)cfg->governor_target_rate;
-	gp.damping_per_day = (double)cfg->governor_damping;
-	gp.interval_ms = (uint64_t)cfg->governor_interval;
-	gp.dynamic = cfg->governor_dynamic_damping;
-	gp.initial_slots = (double)cfg->governor_initial_slots;
-	gp.min_slots = (double)cfg->governor_min_slots;
-	gp.max_slots = (double)cfg->governor_max_slots;
-	retry_limit_params_default(&rp);
-	rp.high = (unsigned)cfg->queue_max_attempts;
-	rp.low = cfg->queue_retry_limit_low < cfg->queue_max_attempts ?
-	    (unsigned)cfg->queue_retry_limit_low : rp.high;
-	rp.dfr_over = (double)cfg->queue_retry_dfr_high;
-	rp.dfr_under = (double)cfg->queue_retry_dfr_low;
-	rp.util_over = (double)cfg->queue_retry_utilization_high / 100.0;
-	rp.util_under = (double)cfg->queue_retry_utilization_low / 100.0;
-	if (governor_init(&r->gov, &gp, mr_clock_ms()) != 0 ||
-	    retry_limit_init(&r->rl, &rp) != 0) {
-		mr_buf_puts(err, "the [governor] or retry limit settings are "
-		    "out of range");
-		return EX_CONFIG;
-	}
-	atomic_store(&r->camp.slots, (unsigned)governor_slots(&r->gov));
-	atomic_store(&r->camp.retry_limit, rp.high);
-	snprintf(r->gov_line, sizeof(r->gov_line), "interval=0 slots=%zu "
-	    "retry_limit=%u reason=start", governor_slots(&r->gov), rp.high);
-	return 0;
-}
-
 /*
- * runner_pace - feed the governor what the engines did since the last
- * look; at the end of an interval apply its decision (the engines' slot
- * bound) and the retry limit's.
+ * runner_pace - the governor and the retry limit (pace.h), fed with the
+ * campaign's stage for the retry limit's late rule.
  */
 static void
 runner_pace(struct runner *r, uint64_t now)
 {
-	struct campaign *c = &r->camp;
-	struct governor_decision dec;
-	uint64_t delivered = atomic_load(&c->delivered);
-	uint64_t attempts = delivered + atomic_load(&c->bounced) +
-	    atomic_load(&c->deferrals);
-	const char *why = NULL;
-	char line[256];
-	unsigned limit;
+	uint64_t finals = runner_finals(r);
 
-	governor_delivered(&r->gov, delivered - r->gov_delivered);
-	r->iv_successes += delivered - r->gov_delivered;
-	r->iv_attempts += attempts - r->gov_attempts;
-	r->gov_delivered = delivered;
-	r->gov_attempts = attempts;
-	governor_sample(&r->gov, atomic_load(&c->sessions), now);
-	if (!governor_tick(&r->gov, now, &dec))
-		return;
-	atomic_store(&c->slots, (unsigned)dec.slots);
-	limit = atomic_load(&c->retry_limit);
-	if (r->cfg->queue_dynamic_retry)
-		limit = retry_limit_update(&r->rl, r->iv_attempts,
-		    r->iv_successes, dec.pa > 0 ? dec.us : -1.0,
-		    r->total - (runner_finals(r) < r->total ? runner_finals(r) :
-		    r->total), r->total, &why);
-	if (why != NULL) {
-		mr_log_info("governor", "event=retry-limit limit=%u reason=%s "
-		    "attempts=%llu successes=%llu", limit, why,
-		    (unsigned long long)r->iv_attempts,
-		    (unsigned long long)r->iv_successes);
-		atomic_store(&c->retry_limit, limit);
-	}
-	r->iv_attempts = r->iv_successes = 0;
-	if (governor_format(&dec, line, sizeof(line)) < 0)
-		snprintf(line, sizeof(line), "interval=%llu slots=%zu",
-		    (unsigned long long)dec.interval, dec.slots);
-	snprintf(r->gov_line, sizeof(r->gov_line), "%s retry_limit=%u", line,
-	    limit);
-	mr_log_info("governor", "%s", r->gov_line);
+	pace_tick(&r->pace, &r->camp, now, r->total - (finals < r->total ?
+	    finals : r->total), r->total);
 }
 
 /* runner_status - the governor's last decision and the destinations, as
@@ -1030,7 +953,7 @@ runner_status(struct runner *r, struct mr_buf *out)
 	size_t n, i;
 	char rate[32];
 
-	mr_buf_printf(out, "governor: %s\n", r->gov_line);
+	mr_buf_printf(out, "governor: %s\n", pace_line(&r->pace));
 	if (r->camp.shaper == NULL)
 		return;
 	n = shaper_status(r->camp.shaper, mr_clock_ms(), st, 10);
@@ -1335,9 +1258,10 @@ runner_run(const struct runner_opts *o, enum runner_end *end_r,
 		ex = EX_CONFIG;
 		goto out;
 	}
-	ex = runner_pace_init(&r, err);
-	if (ex != 0)
+	if (pace_init(&r.pace, r.cfg, &r.camp, mr_clock_ms(), err) != 0) {
+		ex = EX_CONFIG;
 		goto out;
+	}
 	ex = runner_start(&r, err);
 	if (ex != 0)
 		goto out;

@@ -503,3 +503,41 @@ def test_client_vanishing_at_the_daemons_busy_moments(mailroom, daemon,
     assert "good@example.test" in got and "login@example.test" in got
     assert got.count("vanish@example.test") <= 5      # one per spooled try
     assert len([a for a in got if a != "vanish@example.test"]) == 2
+
+
+def test_relay_is_paced_by_the_governor(daemon, receivers):
+    """D9 for injected mail: the governor's slots bound the relay's
+    sessions as they bound a campaign's, each decision is logged, and
+    the daemon shows the governor's state when it starts."""
+    rc = receivers("slow", delay=0.05)
+    d = daemon({"example.test": rc.address},
+               extra=["-o", "governor.interval=1s",
+                      "-o", "governor.initial_slots=2",
+                      "-o", "governor.max_slots=2",
+                      "-o", "smtp.max_connections=50",
+                      "-o", "general.log_level=info"])
+    sent = []
+
+    def client(k):
+        with d.smtp() as s:
+            for n in range(30):
+                to = f"g{k}-{n}@example.test"
+                s.sendmail("a@sender.test", [to], MSG.format(to=to, n=n))
+                sent.append(to)
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert len(sent) == 120
+    _wait_acct(d.acct, 120, timeout=60)
+    d.stop()
+    st = rc.stop()
+    assert sorted(a for _, a in st["accepted"]) == sorted(sent)
+    assert st["max_open"] <= 2, st["max_open"]
+    assert "governor: interval=0 slots=2 " in d.run.stdout, d.run.stdout
+    decisions = [ln for ln in d.run.stderr.splitlines()
+                 if " governor " in ln and "interval=" in ln]
+    assert decisions, d.run.stderr[-2000:]
+    assert "slots=2.00->2.00" in decisions[0], decisions[0]
