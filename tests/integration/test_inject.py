@@ -399,26 +399,34 @@ def test_backpressure_pauses_and_resumes(daemon, receivers):
     assert got == set(sent) | {"after@example.test"}
 
 
+def _inject_streams(d, tag, clients, n):
+    """clients sessions each send n one-recipient messages back to back;
+    the addresses sent ("TAGk-i@example.test")."""
+    sent = []
+
+    def client(k):
+        with d.smtp() as s:
+            for i in range(n):
+                to = f"{tag}{k}-{i}@example.test"
+                s.sendmail("a@sender.test", [to], MSG.format(to=to, n=i))
+                sent.append(to)
+
+    threads = [threading.Thread(target=client, args=(k,))
+               for k in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return sent
+
+
 def test_stream_of_messages_delivered_while_running(daemon, receivers):
     """Messages injected back to back by several clients reach the
     receiver while the daemon runs (each joins a queue whose destination
     is already connected)."""
     rc = receivers("fast")
     d = daemon({"example.test": rc.address})
-    sent = []
-
-    def client(k):
-        with d.smtp() as s:
-            for n in range(150):
-                to = f"s{k}-{n}@example.test"
-                s.sendmail("a@sender.test", [to], MSG.format(to=to, n=n))
-                sent.append(to)
-
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
+    sent = _inject_streams(d, "s", 4, 150)
     assert len(sent) == 600
     _wait_acct(d.acct, 600, timeout=30)
     d.stop()
@@ -516,20 +524,7 @@ def test_relay_is_paced_by_the_governor(daemon, receivers):
                       "-o", "governor.max_slots=2",
                       "-o", "smtp.max_connections=50",
                       "-o", "general.log_level=info"])
-    sent = []
-
-    def client(k):
-        with d.smtp() as s:
-            for n in range(30):
-                to = f"g{k}-{n}@example.test"
-                s.sendmail("a@sender.test", [to], MSG.format(to=to, n=n))
-                sent.append(to)
-
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
+    sent = _inject_streams(d, "g", 4, 30)
     assert len(sent) == 120
     _wait_acct(d.acct, 120, timeout=60)
     d.stop()
