@@ -34,6 +34,7 @@ struct conf_loader {
 	bool			 overlong;
 	unsigned		 header_line;	/* the last [section] line */
 	unsigned		 dest_line;	/* header of the last dest made */
+	unsigned		 pool_line;	/* ... of the last pool made */
 	/* Which parameters were set by this file (duplicates are errors,
 	 * the first value of a list replaces its default). */
 	bool			 seen[256];
@@ -343,6 +344,11 @@ conf_release(struct mr_config *cfg)
 	free(cfg->shaping_dests);
 	cfg->shaping_dests = NULL;
 	cfg->shaping_ndests = 0;
+	for (i = 0; i < cfg->npools; i++)
+		conf_pool_release(&cfg->pools[i]);
+	free(cfg->pools);
+	cfg->pools = NULL;
+	cfg->npools = 0;
 }
 
 static char *
@@ -374,10 +380,46 @@ conf_reader(char *str, int num, void *stream)
 }
 
 /*
- * conf_dest_handler - a key of a [destination PATTERN] section.  A
- * section header met again starts a new section with the same pattern
- * (it never matches: the first one wins), so it is refused.
+ * conf_section_arg - the argument of a "[KIND ARG]" header, trimmed; NULL
+ * (and the error set) when there is none.
  */
+static const char *
+conf_section_arg(struct conf_loader *ld, const char *kind, const char *arg,
+    const char *example)
+{
+	while (*arg == ' ' || *arg == '\t')
+		arg++;
+	if (*arg != '\0')
+		return arg;
+	ld->error = MR_EINVAL_INPUT;
+	mr_buf_printf(ld->err, "%s:%u: [%s] needs a name: [%s %s]", ld->path,
+	    ld->line, kind, kind, example);
+	return NULL;
+}
+
+/* conf_section_twice - the error for a section header met again (its
+ * second part would never be used). */
+static int
+conf_section_twice(struct conf_loader *ld, const char *kind, const char *arg,
+    const char *first)
+{
+	ld->error = MR_EINVAL_INPUT;
+	mr_buf_printf(ld->err, "%s:%u: [%s %s] appears twice (first at %s)",
+	    ld->path, ld->line, kind, arg, first);
+	return 1;
+}
+
+/* conf_section_where - "file:line" of the section being read. */
+static char *
+conf_section_where(struct conf_loader *ld)
+{
+	struct mr_buf b = MR_BUF_INIT;
+
+	mr_buf_printf(&b, "%s:%u", ld->path, ld->header_line);
+	return b.data;
+}
+
+/* conf_dest_handler - a key of a [destination PATTERN] section. */
 static int
 conf_dest_handler(struct conf_loader *ld, const char *pattern,
     const char *name, const char *value)
@@ -388,28 +430,17 @@ conf_dest_handler(struct conf_loader *ld, const char *pattern,
 	size_t i;
 	int r;
 
-	while (*pattern == ' ' || *pattern == '\t')
-		pattern++;
-	if (*pattern == '\0') {
-		ld->error = MR_EINVAL_INPUT;
-		mr_buf_printf(ld->err, "%s:%u: [destination] needs a pattern: "
-		    "[destination *.example.com]", ld->path, ld->line);
+	if ((pattern = conf_section_arg(ld, "destination", pattern,
+	    "*.example.com")) == NULL)
 		return 1;
-	}
 	d = cfg->shaping_ndests ? &cfg->shaping_dests[cfg->shaping_ndests -
 	    1] : NULL;
 	if (d == NULL || ld->dest_line != ld->header_line) {
-		for (i = 0; i < cfg->shaping_ndests; i++) {
+		for (i = 0; i < cfg->shaping_ndests; i++)
 			if (strcasecmp(cfg->shaping_dests[i].pattern,
-			    pattern) == 0) {
-				ld->error = MR_EINVAL_INPUT;
-				mr_buf_printf(ld->err, "%s:%u: [destination %s] "
-				    "appears twice (first at %s)", ld->path,
-				    ld->line, pattern,
-				    cfg->shaping_dests[i].where);
-				return 1;
-			}
-		}
+			    pattern) == 0)
+				return conf_section_twice(ld, "destination",
+				    pattern, cfg->shaping_dests[i].where);
 		cfg->shaping_dests = xreallocarray(cfg->shaping_dests,
 		    cfg->shaping_ndests + 1, sizeof(*cfg->shaping_dests));
 		d = &cfg->shaping_dests[cfg->shaping_ndests++];
@@ -418,9 +449,7 @@ conf_dest_handler(struct conf_loader *ld, const char *pattern,
 		for (i = 0; d->pattern[i]; i++)
 			d->pattern[i] = (char)tolower((unsigned char)
 			    d->pattern[i]);
-		mr_buf_printf(&msg, "%s:%u", ld->path, ld->header_line);
-		d->where = xstrdup(mr_buf_cstr(&msg));
-		mr_buf_reset(&msg);
+		d->where = conf_section_where(ld);
 		d->max_connections = d->initial_connections = -1;
 		d->messages_per_connection = d->max_message_rate = -1;
 		d->max_messages_per_hour = d->max_connection_rate = -1;
@@ -432,6 +461,42 @@ conf_dest_handler(struct conf_loader *ld, const char *pattern,
 		ld->error = r;
 		mr_buf_printf(ld->err, "%s:%u: [destination %s] %s", ld->path,
 		    ld->line, d->pattern, mr_buf_cstr(&msg));
+	}
+	mr_buf_release(&msg);
+	return 1;
+}
+
+/* conf_pool_handler - a key of a [pool NAME] section. */
+static int
+conf_pool_handler(struct conf_loader *ld, const char *pool,
+    const char *name, const char *value)
+{
+	struct mr_config *cfg = ld->cfg;
+	const struct conf_pool *other;
+	struct conf_pool *pl;
+	struct mr_buf msg = MR_BUF_INIT;
+	int r;
+
+	if ((pool = conf_section_arg(ld, "pool", pool, "bulk")) == NULL)
+		return 1;
+	pl = cfg->npools ? &cfg->pools[cfg->npools - 1] : NULL;
+	if (pl == NULL || ld->pool_line != ld->header_line) {
+		if ((other = conf_pool_find(cfg, pool)) != NULL)
+			return conf_section_twice(ld, "pool", pool,
+			    other->where);
+		cfg->pools = xreallocarray(cfg->pools, cfg->npools + 1,
+		    sizeof(*cfg->pools));
+		pl = &cfg->pools[cfg->npools++];
+		memset(pl, 0, sizeof(*pl));
+		pl->name = xstrdup(pool);
+		pl->where = conf_section_where(ld);
+		ld->pool_line = ld->header_line;
+	}
+	r = conf_pool_key(cfg, pl, name, value, &msg);
+	if (r != 0) {
+		ld->error = r;
+		mr_buf_printf(ld->err, "%s:%u: [pool %s] %s", ld->path,
+		    ld->line, pl->name, mr_buf_cstr(&msg));
 	}
 	mr_buf_release(&msg);
 	return 1;
@@ -452,6 +517,9 @@ conf_handler(void *user, const char *section, const char *name,
 	if (strncasecmp(section, "destination", 11) == 0 &&
 	    (section[11] == ' ' || section[11] == '\t'))
 		return conf_dest_handler(ld, section + 12, name, value);
+	if (strncasecmp(section, "pool", 4) == 0 &&
+	    (section[4] == ' ' || section[4] == '\t' || section[4] == '\0'))
+		return conf_pool_handler(ld, section + 4, name, value);
 	p = conf_lookup(section, name);
 	if (p == NULL) {
 		ld->error = MR_EUNKNOWN_KEY;
@@ -485,6 +553,7 @@ int
 conf_load_file(struct mr_config *cfg, const char *path, struct mr_buf *err)
 {
 	struct conf_loader ld;
+	size_t i;
 	int r;
 
 	memset(&ld, 0, sizeof(ld));
@@ -506,6 +575,14 @@ conf_load_file(struct mr_config *cfg, const char *path, struct mr_buf *err)
 	fclose(ld.fp);
 	if (ld.error != 0)
 		return ld.error;
+	for (i = 0; r == 0 && i < cfg->npools; i++) {
+		if (cfg->pools[i].source.n == 0) {
+			mr_buf_printf(err, "%s: [pool %s] has no source "
+			    "address", cfg->pools[i].where,
+			    cfg->pools[i].name);
+			return MR_EINVAL_INPUT;
+		}
+	}
 	if (r != 0) {
 		/* inih found a syntax error (no '=', unclosed section). */
 		mr_buf_printf(err, "%s:%d: syntax error (expected [section] "
@@ -720,7 +797,14 @@ conf_write_doc(FILE *fp)
 	    "`messages_per_connection`, `max_message_rate`,\n"
 	    "`max_messages_per_hour`, `max_connection_rate`, `adaptive` and "
 	    "`rule`\n(repeatable), with the meanings of the same keys in "
-	    "[smtp] and [shaping].\n", fp);
+	    "[smtp] and [shaping].\n\n"
+	    "`[pool NAME]` sections are source address pools: `source` "
+	    "(repeatable, an\nIPv4 or IPv6 address of this host) lists the "
+	    "addresses, and `account`\nand `campaign` (repeatable) name the "
+	    "sending accounts and campaigns whose\nmail goes out from them, "
+	    "in turn; each source has its own limits per\ndestination. "
+	    "`send.pool` picks a pool for one run. Everything else goes\n"
+	    "out from `shaping.source`.\n", fp);
 	for (i = 0; i < conf_nparams; i++) {
 		const struct conf_param *p = &conf_params[i];
 
@@ -812,5 +896,7 @@ conf_write_effective(const struct mr_config *cfg, FILE *fp)
 	}
 	for (i = 0; i < cfg->shaping_ndests; i++)
 		conf_dest_write(&cfg->shaping_dests[i], fp);
+	for (i = 0; i < cfg->npools; i++)
+		conf_pool_write(&cfg->pools[i], fp);
 	mr_buf_release(&b);
 }

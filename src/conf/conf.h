@@ -84,6 +84,22 @@ struct conf_dest {
 	struct conf_list rules;		/* validated rule strings */
 };
 
+/*
+ * A [pool NAME] section: the local source addresses outgoing connections
+ * of the campaigns and sending accounts it names are bound to, in turn
+ * (PowerMTA's virtual MTA pool, KumoMTA's egress pool).  Everything else
+ * goes out from shaping.source.  Validated when loaded: at least one
+ * source, each an IPv4 or IPv6 address; an account or a campaign in at
+ * most one pool.
+ */
+struct conf_pool {
+	char		*name;		/* owned */
+	char		*where;		/* "file:line" of its header */
+	struct conf_list source;
+	struct conf_list account;	/* sending account names */
+	struct conf_list campaign;	/* campaign names */
+};
+
 enum conf_tls_policy {
 	CONF_TLS_NONE,		/* never STARTTLS */
 	CONF_TLS_MAY,		/* STARTTLS when offered, no verification */
@@ -118,6 +134,7 @@ struct mr_config {
 	long long	 send_max_backlog;
 
 	char		*send_account;
+	char		*send_pool;
 
 	/* [store] */
 	char		*store_path;
@@ -193,6 +210,8 @@ struct mr_config {
 	struct conf_list shaping_source;
 	struct conf_dest *shaping_dests;	/* [destination ...] */
 	size_t		 shaping_ndests;
+	struct conf_pool *pools;		/* [pool ...] */
+	size_t		 npools;
 
 	/* [inject] (SPEC D17, D8) */
 	char		*inject_listen;
@@ -305,6 +324,20 @@ int conf_parse_rate(const char *s, long long *per_hour_r);
 int conf_parse_shape_rule(const char *s, struct conf_shape_rule *r,
     struct mr_buf *err);
 void conf_shape_rule_release(struct conf_shape_rule *r);
+/* conf_pool_find - the [pool] section called name, or NULL. */
+const struct conf_pool *conf_pool_find(const struct mr_config *cfg,
+    const char *name);
+/*
+ * conf_pool_for - the pool a campaign sends from: send.pool when set,
+ * else the pool naming the campaign, else the one naming the account
+ * (either may be NULL or ""); NULL for shaping.source.
+ */
+const struct conf_pool *conf_pool_for(const struct mr_config *cfg,
+    const char *campaign, const char *account);
+/* conf_pool_naming - the same without send.pool (mail injected over
+ * SMTP goes by its account only). */
+const struct conf_pool *conf_pool_naming(const struct mr_config *cfg,
+    const char *campaign, const char *account);
 /* conf_dest_match - the first [destination] section matching name. */
 const struct conf_dest *conf_dest_match(const struct mr_config *cfg,
     const char *name);

@@ -42,4 +42,11 @@ int conf_dest_key(struct conf_dest *d, const char *key, const char *value,
 void conf_dest_release(struct conf_dest *d);
 void conf_dest_write(const struct conf_dest *d, FILE *fp);
 
+/* conf_pool_key - parse key = value of a [pool] section into pl; the
+ * other pools (cfg's, pl excluded) for the one-pool-per-name check. */
+int conf_pool_key(const struct mr_config *cfg, struct conf_pool *pl,
+    const char *key, const char *value, struct mr_buf *err);
+void conf_pool_release(struct conf_pool *pl);
+void conf_pool_write(const struct conf_pool *pl, FILE *fp);
+
 #endif

@@ -108,6 +108,10 @@ const struct conf_param conf_params[] = {
 	{ "send", "account", CONF_STRING, "", 0, 0, NULL, OFF(send_account),
 	  "Sending account whose allowance the campaign counts against "
 	  "(mailroom account); empty means none." },
+	{ "send", "pool", CONF_STRING, "", 0, 0, NULL, OFF(send_pool),
+	  "The [pool NAME] whose source addresses the campaign's "
+	  "connections are bound to; empty: the pool that names the "
+	  "campaign or its account, else shaping.source." },
 
 	/* [store] */
 	{ "store", "path", CONF_STRING, "/var/lib/mailroom/mailroom.db", 0, 0,

@@ -6,9 +6,12 @@
  * delivery side compiles its own copy (regex_t is not shared between
  * threads that match concurrently on every platform).
  */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <fnmatch.h>
+#include <netinet/in.h>
 #include <regex.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -170,14 +173,20 @@ conf_dest_key(struct conf_dest *d, const char *key, const char *value,
 	return MR_EUNKNOWN_KEY;
 }
 
-void
-conf_dest_release(struct conf_dest *d)
+static void
+conf_list_free(struct conf_list *l)
 {
 	size_t i;
 
-	for (i = 0; i < d->rules.n; i++)
-		free(d->rules.v[i]);
-	free(d->rules.v);
+	for (i = 0; i < l->n; i++)
+		free(l->v[i]);
+	free(l->v);
+}
+
+void
+conf_dest_release(struct conf_dest *d)
+{
+	conf_list_free(&d->rules);
 	free(d->pattern);
 	free(d->where);
 	memset(d, 0, sizeof(*d));
@@ -220,5 +229,130 @@ conf_dest_match(const struct mr_config *cfg, const char *name)
 		if (fnmatch(cfg->shaping_dests[i].pattern, name,
 		    FNM_CASEFOLD) == 0)
 			return &cfg->shaping_dests[i];
+	return NULL;
+}
+
+/* conf_pool_names - whether list l holds name (case-insensitive). */
+static bool
+conf_pool_names(const struct conf_list *l, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < l->n; i++)
+		if (strcasecmp(l->v[i], name) == 0)
+			return true;
+	return false;
+}
+
+static void
+conf_pool_add(struct conf_list *l, const char *value)
+{
+	l->v = xreallocarray(l->v, l->n + 1, sizeof(*l->v));
+	l->v[l->n++] = xstrdup(value);
+}
+
+int
+conf_pool_key(const struct mr_config *cfg, struct conf_pool *pl,
+    const char *key, const char *value, struct mr_buf *err)
+{
+	unsigned char a[sizeof(struct in6_addr)];
+	bool account;
+	size_t i;
+
+	if (strcasecmp(key, "source") == 0) {
+		if (inet_pton(AF_INET, value, a) != 1 &&
+		    inet_pton(AF_INET6, value, a) != 1) {
+			mr_buf_printf(err, "source: \"%s\" is not an IPv4 or "
+			    "IPv6 address", value);
+			return MR_EINVAL_INPUT;
+		}
+		if (conf_pool_names(&pl->source, value)) {
+			mr_buf_printf(err, "source %s is listed twice", value);
+			return MR_EINVAL_INPUT;
+		}
+		conf_pool_add(&pl->source, value);
+		return 0;
+	}
+	account = strcasecmp(key, "account") == 0;
+	if (!account && strcasecmp(key, "campaign") != 0) {
+		mr_buf_printf(err, "unknown key \"%s\" (source, account, "
+		    "campaign)", key);
+		return MR_EUNKNOWN_KEY;
+	}
+	if (*value == '\0') {
+		mr_buf_printf(err, "%s: a name is needed", key);
+		return MR_EINVAL_INPUT;
+	}
+	for (i = 0; i < cfg->npools; i++) {
+		const struct conf_pool *o = &cfg->pools[i];
+
+		if (conf_pool_names(account ? &o->account : &o->campaign,
+		    value)) {
+			mr_buf_printf(err, "%s %s is already in [pool %s] "
+			    "(%s)", key, value, o->name, o->where);
+			return MR_EINVAL_INPUT;
+		}
+	}
+	conf_pool_add(account ? &pl->account : &pl->campaign, value);
+	return 0;
+}
+
+void
+conf_pool_release(struct conf_pool *pl)
+{
+	conf_list_free(&pl->source);
+	conf_list_free(&pl->account);
+	conf_list_free(&pl->campaign);
+	free(pl->name);
+	free(pl->where);
+	memset(pl, 0, sizeof(*pl));
+}
+
+void
+conf_pool_write(const struct conf_pool *pl, FILE *fp)
+{
+	size_t i;
+
+	fprintf(fp, "\n[pool %s]\n", pl->name);
+	for (i = 0; i < pl->source.n; i++)
+		fprintf(fp, "source = %s\n", pl->source.v[i]);
+	for (i = 0; i < pl->account.n; i++)
+		fprintf(fp, "account = %s\n", pl->account.v[i]);
+	for (i = 0; i < pl->campaign.n; i++)
+		fprintf(fp, "campaign = %s\n", pl->campaign.v[i]);
+}
+
+const struct conf_pool *
+conf_pool_find(const struct mr_config *cfg, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < cfg->npools; i++)
+		if (strcasecmp(cfg->pools[i].name, name) == 0)
+			return &cfg->pools[i];
+	return NULL;
+}
+
+const struct conf_pool *
+conf_pool_for(const struct mr_config *cfg, const char *campaign,
+    const char *account)
+{
+	if (cfg->send_pool != NULL && *cfg->send_pool != '\0')
+		return conf_pool_find(cfg, cfg->send_pool);
+	return conf_pool_naming(cfg, campaign, account);
+}
+
+const struct conf_pool *
+conf_pool_naming(const struct mr_config *cfg, const char *campaign,
+    const char *account)
+{
+	size_t i;
+
+	for (i = 0; campaign != NULL && *campaign && i < cfg->npools; i++)
+		if (conf_pool_names(&cfg->pools[i].campaign, campaign))
+			return &cfg->pools[i];
+	for (i = 0; account != NULL && *account && i < cfg->npools; i++)
+		if (conf_pool_names(&cfg->pools[i].account, account))
+			return &cfg->pools[i];
 	return NULL;
 }

@@ -36,6 +36,7 @@ struct campaign {
 	struct msgsrc		 src;		/* recipients and messages */
 	size_t			 ndomains;	/* known at start (a hint) */
 	size_t			 max_message_size; /* larger ones bounce */
+	unsigned		 pool;		/* source pool (shape.h) */
 	const struct list	*list;		/* a campaign's; NULL: relay */
 	const struct tmpl	*tmpl;
 	const char		*mail_from;

@@ -49,6 +49,7 @@ enum {
 	CAMPAIGN_CMD_OPT_STORE = 256,
 	CAMPAIGN_CMD_OPT_AT,
 	CAMPAIGN_CMD_OPT_ACCOUNT,
+	CAMPAIGN_CMD_OPT_POOL,
 	CAMPAIGN_CMD_OPT_ROUTE,
 	CAMPAIGN_CMD_OPT_RESOLVER,
 	CAMPAIGN_CMD_OPT_ACCOUNTING,
@@ -131,6 +132,8 @@ static const struct campaign_cmd_verb campaign_cmd_verbs[] = {
 	  "@EPOCH\n"
 	  "      --account NAME          count it against this sending "
 	  "account's allowance\n"
+	  "      --pool NAME             send from the source addresses of "
+	  "[pool NAME]\n"
 	  "      --route DOMAIN=HOST:PORT  static route (repeatable; * is "
 	  "every domain)\n"
 	  "      --resolver HOST:PORT    DNS server to ask (repeatable)\n"
@@ -598,6 +601,7 @@ campaign_cmd_add(struct campaign_cmd *cc, int argc, char **argv)
 		{ "at", required_argument, NULL, CAMPAIGN_CMD_OPT_AT },
 		{ "account", required_argument, NULL,
 		  CAMPAIGN_CMD_OPT_ACCOUNT },
+		{ "pool", required_argument, NULL, CAMPAIGN_CMD_OPT_POOL },
 		{ "route", required_argument, NULL, CAMPAIGN_CMD_OPT_ROUTE },
 		{ "resolver", required_argument, NULL,
 		  CAMPAIGN_CMD_OPT_RESOLVER },
@@ -651,6 +655,9 @@ campaign_cmd_add(struct campaign_cmd *cc, int argc, char **argv)
 			break;
 		case CAMPAIGN_CMD_OPT_ACCOUNT:
 			conf_cli_set(&cc->cl, "send.account", optarg);
+			break;
+		case CAMPAIGN_CMD_OPT_POOL:
+			conf_cli_set(&cc->cl, "send.pool", optarg);
 			break;
 		case CAMPAIGN_CMD_OPT_ROUTE:
 			conf_cli_set(&cc->cl, "dns.route", optarg);

@@ -62,6 +62,7 @@ struct edomain {
 	struct engine		*e;
 	uint32_t		 id;
 	const char		*name;		/* borrowed from the list */
+	unsigned		 pool;		/* source pool (shape.h) */
 	struct dqueue		 q;
 	enum edomain_state	 state;
 	uint64_t		 dns_req;	/* a lookup in flight, or 0 */
@@ -93,7 +94,8 @@ struct ehost {
 	char			*key;		/* "destination|ip:port" */
 	char			 addr[64];	/* "ip:port" */
 	char			*mx;		/* host name, for SNI and logs */
-	struct shape_dest	**sd;		/* by source address */
+	unsigned		 pool;		/* source pool it serves */
+	struct shape_dest	**sd;		/* by the pool's sources */
 	unsigned		 next_src;
 	struct sockaddr_storage	 ss;
 	socklen_t		 sslen;
@@ -244,11 +246,13 @@ engine_host_eq(void *ctx, uint32_t value, const void *key, size_t len)
 
 /*
  * engine_host - the host for address a of MX host mx, serving domain's
- * destination (whose MX hosts are mxs[0..nmx)), made on first use.
+ * destination (whose MX hosts are mxs[0..nmx)) from source pool pool,
+ * made on first use.
  */
 static struct ehost *
-engine_host(struct engine *e, const char *domain, const char *const *mxs,
-    size_t nmx, const struct dns_addr *a, const char *mx)
+engine_host(struct engine *e, unsigned pool, const char *domain,
+    const char *const *mxs, size_t nmx, const struct dns_addr *a,
+    const char *mx)
 {
 	struct shaper *sh = e->camp->shaper;
 	struct shape_dest *sd0;
@@ -260,7 +264,10 @@ engine_host(struct engine *e, const char *domain, const char *const *mxs,
 	struct ehost *host;
 
 	mr_sockaddr_format((const struct sockaddr *)&a->ss, addr, sizeof(addr));
-	sd0 = shaper_dest(sh, domain, mxs, nmx, 0);
+	sd0 = shaper_dest(sh, domain, mxs, nmx, shaper_pool_source(sh, pool,
+	    0));
+	if (pool != 0)
+		mr_buf_printf(&key, "%u#", pool);
 	mr_buf_printf(&key, "%s|%s", shape_dest_name(sd0), addr);
 	h = mr_hash(key.data, key.len);
 	v = mr_hmap_find(e->host_index, h, key.data, key.len);
@@ -272,10 +279,12 @@ engine_host(struct engine *e, const char *domain, const char *const *mxs,
 	host->key = xstrdup(mr_buf_cstr(&key));
 	snprintf(host->addr, sizeof(host->addr), "%s", addr);
 	host->mx = xstrdup(mx);
-	host->sd = xcalloc(shaper_nsources(sh), sizeof(*host->sd));
+	host->pool = pool;
+	host->sd = xcalloc(shaper_pool_nsources(sh, pool), sizeof(*host->sd));
 	host->sd[0] = sd0;
-	for (i = 1; i < shaper_nsources(sh); i++)
-		host->sd[i] = shaper_dest(sh, domain, mxs, nmx, i);
+	for (i = 1; i < shaper_pool_nsources(sh, pool); i++)
+		host->sd[i] = shaper_dest(sh, domain, mxs, nmx,
+		    shaper_pool_source(sh, pool, i));
 	memcpy(&host->ss, &a->ss, a->len);
 	host->sslen = a->len;
 	TAILQ_INIT(&host->wanting);
@@ -311,6 +320,8 @@ engine_domain(struct engine *e, uint32_t id)
 	d->e = e;
 	d->id = id;
 	d->name = e->src->ops->domain_name(e->src->arg, id);
+	d->pool = e->src->ops->domain_pool != NULL ?
+	    e->src->ops->domain_pool(e->src->arg, id) : e->camp->pool;
 	dqueue_init(&d->q, (uint32_t)e->cfg->queue_max_length);
 	e->doms[id] = d;
 	return d;
@@ -696,9 +707,9 @@ engine_apply_dns(struct engine *e, struct edomain *d,
 		    (unsigned)e->cfg->smtp_port);
 	for (i = 0; i < res->nhosts; i++)
 		for (j = 0; j < res->hosts[i].naddrs; j++)
-			d->targets[d->ntargets++] = engine_host(e, d->name,
-			    mxs, res->nhosts, &res->hosts[i].addrs[j],
-			    res->hosts[i].name);
+			d->targets[d->ntargets++] = engine_host(e, d->pool,
+			    d->name, mxs, res->nhosts,
+			    &res->hosts[i].addrs[j], res->hosts[i].name);
 	for (i = 0; i < res->nhosts; i++)
 		free((char *)mxs[i]);
 	free(mxs);
@@ -1168,7 +1179,7 @@ engine_feed(struct engine *e, struct esess *es)
 /* ---------------------------------------------------------------- */
 
 /*
- * engine_open_session - a session to h from source src, whose
+ * engine_open_session - a session to h from its pool's source src, whose
  * destination counted it already (shape_conn_acquire()).
  */
 static bool
@@ -1187,7 +1198,8 @@ engine_open_session(struct engine *e, struct ehost *h, unsigned src)
 	p.addr = (const struct sockaddr *)&h->ss;
 	p.addrlen = h->sslen;
 	p.no_tls = h->no_tls_until > mr_clock_ms();
-	p.src = shaper_source(e->camp->shaper, src, &srclen);
+	p.src = shaper_source(e->camp->shaper, shaper_pool_source(
+	    e->camp->shaper, h->pool, src), &srclen);
 	p.srclen = srclen;
 	es->e = e;
 	es->h = h;
@@ -1269,7 +1281,7 @@ engine_max_sessions(const struct engine *e)
 static bool
 engine_open_more(struct engine *e, struct ehost *h)
 {
-	unsigned nsrc = shaper_nsources(e->camp->shaper), i, src;
+	unsigned nsrc = shaper_pool_nsources(e->camp->shaper, h->pool), i, src;
 	uint64_t now = mr_clock_ms(), wake, soonest = 0;
 
 	for (i = 0; i < nsrc; i++) {

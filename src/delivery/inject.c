@@ -225,7 +225,11 @@ inject_deliver(struct injector *in, uint64_t id,
 	size_t i;
 	int code;
 
-	code = relay_add(in->relay, id, env, idx, out);
+	/* The sending account's pool ([pool] account = NAME), or
+	 * shaping.source. */
+	code = relay_add(in->relay, id, env, idx, shaper_pool_of(
+	    in->camp.shaper, conf_pool_naming(in->cfg, NULL, env->account)),
+	    out);
 	if (code == 0)
 		for (i = 0; i < env->nrcpt; i++)
 			engine_post(in->engines[src->ops->domain(src->arg,

@@ -37,6 +37,9 @@ struct msgsrc_ops {
 	/* The domain id of recipient r, and a domain's name (stable). */
 	uint32_t (*domain)(void *arg, uint32_t r);
 	const char *(*domain_name)(void *arg, uint32_t id);
+	/* The source pool a domain's mail goes out from (shape.h; optional:
+	 * without it, the campaign's). */
+	unsigned (*domain_pool)(void *arg, uint32_t id);
 	/* Recipient r's address (borrowed until sc is used again). */
 	void	(*address)(void *arg, struct msgsrc_scratch *sc, uint32_t r,
 		    const char **p_r, size_t *n_r);

@@ -42,6 +42,12 @@ struct rrcpt {
 	char		*addr;
 };
 
+/* A domain, as the engines see it: its mail from one source pool. */
+struct rdom {
+	char		*name;		/* lower case */
+	unsigned	 pool;
+};
+
 struct relay {
 	pthread_mutex_t		 mu;
 	struct spool		*sp;
@@ -50,7 +56,7 @@ struct relay {
 	struct rrcpt		*rcpts[RELAY_CHUNKS];
 	uint32_t		 nrcpts, rcpt_free;
 	uint32_t		 rcpt_nfree;	/* entries on the free list */
-	char			**dnames[RELAY_CHUNKS];
+	struct rdom		*doms[RELAY_CHUNKS];
 	uint32_t		 ndomains;
 	struct mr_hmap		*dindex;
 	atomic_uint_fast64_t	 pending;
@@ -74,18 +80,19 @@ relay_rcpt(const struct relay *r, uint32_t i)
 	return &r->rcpts[i >> RELAY_CHUNK_SHIFT][i & (RELAY_CHUNK - 1)];
 }
 
-static const char *
-relay_dname(const struct relay *r, uint32_t i)
+static struct rdom *
+relay_dom(const struct relay *r, uint32_t i)
 {
-	return r->dnames[i >> RELAY_CHUNK_SHIFT][i & (RELAY_CHUNK - 1)];
+	return &r->doms[i >> RELAY_CHUNK_SHIFT][i & (RELAY_CHUNK - 1)];
 }
 
 static bool
 relay_dom_eq(void *ctx, uint32_t value, const void *key, size_t len)
 {
-	const char *n = relay_dname(ctx, value);
+	const struct rdom *d = relay_dom(ctx, value), *k = key;
 
-	return strlen(n) == len && memcmp(n, key, len) == 0;
+	(void)len;
+	return d->pool == k->pool && strcmp(d->name, k->name) == 0;
 }
 
 struct relay *
@@ -113,11 +120,11 @@ relay_free(struct relay **rp)
 	for (i = 0; i < r->nrcpts; i++)
 		free(relay_rcpt(r, i)->addr);
 	for (i = 0; i < r->ndomains; i++)
-		free(r->dnames[i >> RELAY_CHUNK_SHIFT][i & (RELAY_CHUNK - 1)]);
+		free(relay_dom(r, (uint32_t)i)->name);
 	for (i = 0; i < RELAY_CHUNKS; i++) {
 		free(r->msgs[i]);
 		free(r->rcpts[i]);
-		free(r->dnames[i]);
+		free(r->doms[i]);
 	}
 	mr_hmap_free(&r->dindex);
 	pthread_mutex_destroy(&r->mu);
@@ -150,39 +157,42 @@ relay_slot(void **chunks, size_t size, uint32_t *n, uint32_t *free_head,
 	return 0;
 }
 
-/* relay_domain - the id of the domain of addr (lower case; lock held). */
+/* relay_domain - the id of the domain of addr (lower case) for source
+ * pool pool (lock held). */
 static uint32_t
-relay_domain(struct relay *r, const char *addr)
+relay_domain(struct relay *r, const char *addr, unsigned pool)
 {
 	const char *at = strrchr(addr, '@');
-	char *name;
+	struct rdom k, *d;
 	uint32_t v;
 	uint64_t h;
 	size_t n, i;
 
-	name = xstrdup(at ? at + 1 : "");
-	n = strlen(name);
+	k.name = xstrdup(at ? at + 1 : "");
+	k.pool = pool;
+	n = strlen(k.name);
 	for (i = 0; i < n; i++)
-		name[i] = (char)tolower((unsigned char)name[i]);
-	h = mr_hash(name, n);
-	v = mr_hmap_find(r->dindex, h, name, n);
+		k.name[i] = (char)tolower((unsigned char)k.name[i]);
+	h = mr_hash(k.name, n) ^ ((uint64_t)pool * 0x9e3779b97f4a7c15ULL);
+	v = mr_hmap_find(r->dindex, h, &k, sizeof(k));
 	if (v != MR_HMAP_NONE) {
-		free(name);
+		free(k.name);
 		return v;
 	}
 	v = r->ndomains;
-	if (r->dnames[v >> RELAY_CHUNK_SHIFT] == NULL)
-		r->dnames[v >> RELAY_CHUNK_SHIFT] = xcalloc(RELAY_CHUNK,
-		    sizeof(char *));
-	r->dnames[v >> RELAY_CHUNK_SHIFT][v & (RELAY_CHUNK - 1)] = name;
+	if (r->doms[v >> RELAY_CHUNK_SHIFT] == NULL)
+		r->doms[v >> RELAY_CHUNK_SHIFT] = xcalloc(RELAY_CHUNK,
+		    sizeof(struct rdom));
+	d = relay_dom(r, v);
+	*d = k;
 	r->ndomains++;
-	mr_hmap_put(r->dindex, h, name, n, v);
+	mr_hmap_put(r->dindex, h, d, sizeof(*d), v);
 	return v;
 }
 
 int
 relay_add(struct relay *r, uint64_t id, const struct spool_envelope *env,
-    const uint32_t *idx, uint32_t *out)
+    const uint32_t *idx, unsigned pool, uint32_t *out)
 {
 	uint32_t mi, ri;
 	struct rmsg *m;
@@ -219,7 +229,7 @@ relay_add(struct relay *r, uint64_t id, const struct spool_envelope *env,
 		rc->msg = mi;
 		rc->idx = idx ? idx[i] : (uint32_t)i;
 		rc->addr = xstrdup(env->rcpt[i]);
-		rc->domain = relay_domain(r, rc->addr);
+		rc->domain = relay_domain(r, rc->addr, pool);
 		out[i] = ri;
 		m->remaining++;
 	}
@@ -273,7 +283,13 @@ relay_src_domain(void *arg, uint32_t i)
 static const char *
 relay_src_domain_name(void *arg, uint32_t id)
 {
-	return relay_dname(arg, id);
+	return relay_dom(arg, id)->name;
+}
+
+static unsigned
+relay_src_domain_pool(void *arg, uint32_t id)
+{
+	return relay_dom(arg, id)->pool;
 }
 
 static void
@@ -414,6 +430,7 @@ static const struct msgsrc_ops relay_ops = {
 	.scratch_free = relay_scratch_free,
 	.domain = relay_src_domain,
 	.domain_name = relay_src_domain_name,
+	.domain_pool = relay_src_domain_pool,
 	.address = relay_src_address,
 	.line = relay_src_line,
 	.fingerprint = relay_src_fingerprint,

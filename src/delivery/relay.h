@@ -37,11 +37,13 @@ void relay_source(struct relay *r, struct msgsrc *out);
 /*
  * relay_add - the pending recipients of spooled message id: env.rcpt[i]
  * has index idx[i] in the message as spooled (idx NULL: 0, 1, ...).
- * Writes their recipient numbers to out[0..env->nrcpt).  Returns 0, or
+ * They go out from source pool pool (shape.h): each domain's queue is
+ * per pool, so a connection only carries mail of its own pool.  Writes
+ * their recipient numbers to out[0..env->nrcpt).  Returns 0, or
  * MR_ERANGE_VALUE when the tables are full.
  */
 int relay_add(struct relay *r, uint64_t id, const struct spool_envelope *env,
-    const uint32_t *idx, uint32_t *out);
+    const uint32_t *idx, unsigned pool, uint32_t *out);
 
 /* relay_pending - recipients not final (the backlog), and messages. */
 uint64_t relay_pending(const struct relay *r);

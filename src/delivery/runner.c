@@ -1210,6 +1210,7 @@ runner_run(const struct runner_opts *o, enum runner_end *end_r,
     struct mr_buf *summary, struct mr_buf *err)
 {
 	struct runner r;
+	const struct conf_pool *pool;
 	unsigned char rnd[6];
 	int ex;
 
@@ -1258,6 +1259,16 @@ runner_run(const struct runner_opts *o, enum runner_end *end_r,
 		ex = EX_CONFIG;
 		goto out;
 	}
+	/* The source pool: send.pool, or the one naming the campaign or
+	 * its account, else shaping.source. */
+	pool = conf_pool_for(r.cfg, o->rec != NULL ? o->rec->name : NULL,
+	    o->rec != NULL && o->rec->account != NULL && *o->rec->account ?
+	    o->rec->account : r.cfg->send_account);
+	r.camp.pool = shaper_pool_of(r.camp.shaper, pool);
+	if (pool != NULL)
+		mr_log_info("send", "event=pool pool=%s sources=%u",
+		    pool->name, shaper_pool_nsources(r.camp.shaper,
+		    r.camp.pool));
 	if (pace_init(&r.pace, r.cfg, &r.camp, mr_clock_ms(), err) != 0) {
 		ex = EX_CONFIG;
 		goto out;

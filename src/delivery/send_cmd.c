@@ -68,6 +68,8 @@ send_usage(FILE *fp)
 	    "      --resume NAME           continue campaign NAME\n"
 	    "      --account NAME          count it against this sending "
 	    "account's allowance\n"
+	    "      --pool NAME             send from the source addresses of "
+	    "[pool NAME]\n"
 	    "      --route DOMAIN=HOST:PORT  send DOMAIN's mail to HOST:PORT "
 	    "(repeatable;\n"
 	    "                              * is every domain, .example.com "
@@ -261,6 +263,7 @@ send_cmd(int argc, char **argv)
 		{ "campaign", required_argument, NULL, 'C' },
 		{ "resume", required_argument, NULL, 'U' },
 		{ "account", required_argument, NULL, 'a' },
+		{ "pool", required_argument, NULL, 'p' },
 		{ "route", required_argument, NULL, 'R' },
 		{ "resolver", required_argument, NULL, 'N' },
 		{ "accounting", required_argument, NULL, 'A' },
@@ -315,6 +318,9 @@ send_cmd(int argc, char **argv)
 			break;
 		case 'a':
 			conf_cli_set(&cl, "send.account", optarg);
+			break;
+		case 'p':
+			conf_cli_set(&cl, "send.pool", optarg);
 			break;
 		case 'R':
 			conf_cli_set(&cl, "dns.route", optarg);

@@ -96,6 +96,12 @@ struct shaper {
 	unsigned		*srclen;
 	char			**srcname;
 	unsigned		 nsrc;
+	/* Pools: 0 is shaping.source, p + 1 is cfg->pools[p]; each a list
+	 * of indices into the source table (shared by pools that share an
+	 * address, so its limits per destination are too). */
+	unsigned		**pool;
+	unsigned		*pool_n;
+	unsigned		 npools;
 	pthread_mutex_t		 mu;		/* the index and the array */
 	struct mr_hmap		*index;
 	struct shape_dest	**dests;
@@ -177,12 +183,46 @@ shape_parse_source(const char *s, struct sockaddr_storage *ss,
 	return MR_EINVAL_INPUT;
 }
 
+/*
+ * shape_pool_sources - pool p's addresses l (from where, for errors):
+ * each parsed, and entered in the source table unless a pool before had
+ * it (the same address is one source, whatever pools name it).
+ */
+static int
+shape_pool_sources(struct shaper *sh, unsigned p, const struct conf_list *l,
+    const char *where, struct mr_buf *err)
+{
+	struct sockaddr_storage ss;
+	unsigned len, i, j;
+
+	sh->pool[p] = xcalloc(l->n ? l->n : 1, sizeof(**sh->pool));
+	for (i = 0; i < l->n; i++) {
+		if (shape_parse_source(l->v[i], &ss, &len) != 0) {
+			mr_buf_printf(err, "%s: \"%s\" is not an IPv4 or IPv6 "
+			    "address", where, l->v[i]);
+			return MR_EINVAL_INPUT;
+		}
+		for (j = 0; j < sh->nsrc; j++)
+			if (sh->srclen[j] == len &&
+			    memcmp(&sh->src[j], &ss, len) == 0)
+				break;
+		if (j == sh->nsrc) {
+			memcpy(&sh->src[j], &ss, len);
+			sh->srclen[j] = len;
+			sh->srcname[j] = xstrdup(l->v[i]);
+			sh->nsrc++;
+		}
+		sh->pool[p][sh->pool_n[p]++] = j;
+	}
+	return 0;
+}
+
 struct shaper *
 shaper_new(const struct mr_config *cfg, shape_change_cb *cb, void *cb_arg,
     struct mr_buf *err)
 {
 	struct shaper *sh = xcalloc(1, sizeof(*sh));
-	size_t i;
+	size_t i, n;
 
 	sh->cfg = cfg;
 	sh->cb = cb;
@@ -191,27 +231,39 @@ shaper_new(const struct mr_config *cfg, shape_change_cb *cb, void *cb_arg,
 	sh->index = mr_hmap_new(shape_dest_key_eq, sh);
 	sh->dest_rules = xcalloc(cfg->shaping_ndests ? cfg->shaping_ndests : 1,
 	    sizeof(*sh->dest_rules));
-	sh->nsrc = cfg->shaping_source.n ? (unsigned)cfg->shaping_source.n : 1;
-	sh->src = xcalloc(sh->nsrc, sizeof(*sh->src));
-	sh->srclen = xcalloc(sh->nsrc, sizeof(*sh->srclen));
-	sh->srcname = xcalloc(sh->nsrc, sizeof(*sh->srcname));
 	if (shape_rules_compile(&cfg->shaping_rule, &sh->global, err) != 0)
 		goto fail;
 	for (i = 0; i < cfg->shaping_ndests; i++)
 		if (shape_rules_compile(&cfg->shaping_dests[i].rules,
 		    &sh->dest_rules[i], err) != 0)
 			goto fail;
-	for (i = 0; i < cfg->shaping_source.n; i++) {
-		if (shape_parse_source(cfg->shaping_source.v[i], &sh->src[i],
-		    &sh->srclen[i]) != 0) {
-			mr_buf_printf(err, "shaping.source: \"%s\" is not an "
-			    "IPv4 or IPv6 address", cfg->shaping_source.v[i]);
-			goto fail;
-		}
-		sh->srcname[i] = xstrdup(cfg->shaping_source.v[i]);
+	if (*cfg->send_pool != '\0' &&
+	    conf_pool_find(cfg, cfg->send_pool) == NULL) {
+		mr_buf_printf(err, "send.pool: there is no [pool %s] section",
+		    cfg->send_pool);
+		goto fail;
 	}
-	if (cfg->shaping_source.n == 0)
+	n = cfg->shaping_source.n ? cfg->shaping_source.n : 1;
+	for (i = 0; i < cfg->npools; i++)
+		n += cfg->pools[i].source.n;
+	sh->src = xcalloc(n, sizeof(*sh->src));
+	sh->srclen = xcalloc(n, sizeof(*sh->srclen));
+	sh->srcname = xcalloc(n, sizeof(*sh->srcname));
+	sh->npools = (unsigned)cfg->npools + 1;
+	sh->pool = xcalloc(sh->npools, sizeof(*sh->pool));
+	sh->pool_n = xcalloc(sh->npools, sizeof(*sh->pool_n));
+	if (cfg->shaping_source.n == 0) {
 		sh->srcname[0] = xstrdup("");
+		sh->nsrc = 1;
+		sh->pool[0] = xcalloc(1, sizeof(**sh->pool));
+		sh->pool_n[0] = 1;
+	} else if (shape_pool_sources(sh, 0, &cfg->shaping_source,
+	    "shaping.source", err) != 0)
+		goto fail;
+	for (i = 0; i < cfg->npools; i++)
+		if (shape_pool_sources(sh, (unsigned)i + 1,
+		    &cfg->pools[i].source, cfg->pools[i].where, err) != 0)
+			goto fail;
 	return sh;
 fail:
 	shaper_free(&sh);
@@ -240,6 +292,10 @@ shaper_free(struct shaper **shp)
 	free(sh->dest_rules);
 	for (i = 0; i < sh->nsrc; i++)
 		free(sh->srcname[i]);
+	for (i = 0; i < sh->npools; i++)
+		free(sh->pool[i]);
+	free(sh->pool);
+	free(sh->pool_n);
 	free(sh->srcname);
 	free(sh->src);
 	free(sh->srclen);
@@ -249,9 +305,36 @@ shaper_free(struct shaper **shp)
 }
 
 unsigned
-shaper_nsources(const struct shaper *sh)
+shaper_pool_of(const struct shaper *sh, const struct conf_pool *pl)
 {
-	return sh->nsrc;
+	size_t i;
+
+	if (pl == NULL)
+		return 0;
+	i = (size_t)(pl - sh->cfg->pools);
+	MR_ASSERT(i < sh->cfg->npools);
+	return (unsigned)i + 1;
+}
+
+const char *
+shaper_pool_name(const struct shaper *sh, unsigned pool)
+{
+	MR_ASSERT(pool < sh->npools);
+	return pool == 0 ? "" : sh->cfg->pools[pool - 1].name;
+}
+
+unsigned
+shaper_pool_nsources(const struct shaper *sh, unsigned pool)
+{
+	MR_ASSERT(pool < sh->npools);
+	return sh->pool_n[pool];
+}
+
+unsigned
+shaper_pool_source(const struct shaper *sh, unsigned pool, unsigned i)
+{
+	MR_ASSERT(pool < sh->npools && i < sh->pool_n[pool]);
+	return sh->pool[pool][i];
 }
 
 const struct sockaddr *

@@ -81,8 +81,17 @@ struct shaper *shaper_new(const struct mr_config *cfg, shape_change_cb *cb,
     void *cb_arg, struct mr_buf *err);
 void shaper_free(struct shaper **shp);
 
-/* shaper_nsources - local source addresses (1 when none are set). */
-unsigned shaper_nsources(const struct shaper *sh);
+/*
+ * Source pools ([pool NAME] sections): pool 0 is shaping.source; a
+ * campaign's or an account's is shaper_pool_of(conf_pool_for(...)).  A
+ * pool's sources are indices into the shaper's source table: an address
+ * named by two pools is one source, with one set of limits.
+ */
+unsigned shaper_pool_of(const struct shaper *sh, const struct conf_pool *pl);
+const char *shaper_pool_name(const struct shaper *sh, unsigned pool);
+unsigned shaper_pool_nsources(const struct shaper *sh, unsigned pool);
+unsigned shaper_pool_source(const struct shaper *sh, unsigned pool,
+    unsigned i);
 /* shaper_source - source i's address, or NULL for the system's choice. */
 const struct sockaddr *shaper_source(const struct shaper *sh, unsigned i,
     unsigned *len_r);

@@ -25,12 +25,16 @@
 #include "core/xalloc.h"
 #include "net/conn.h"
 
+/* Replies held while corked (net_conn_cork): a few short lines. */
+#define NET_CONN_HELD	512
+
 struct net_conn {
 	struct event_base		*base;
 	struct bufferevent		*bev;
 	const struct net_conn_cbs	*cbs;
 	void				*arg;
-	char				 peer[64];
+	char				 peer[64];	/* formatted when
+							 * first asked */
 	struct sockaddr_storage		 peer_sa;
 	struct event			*drain_ev;	/* report a drain */
 	size_t				 drain_low;
@@ -42,9 +46,16 @@ struct net_conn {
 	bool				 connecting;
 	bool				 handshaking;
 	bool				 tls;
+	bool				 write_on;	/* EV_WRITE enabled */
+	bool				 shut;		/* our FIN is out */
 	unsigned			 write_timeout_ms;
 	unsigned			 read_timeout_ms;
+	unsigned			 corked;	/* net_conn_cork()
+							 * depth */
+	size_t				 held_len;
 	char				 tls_desc[96];
+	char				 held[NET_CONN_HELD];	/* corked
+							 * replies */
 };
 
 static void net_conn_read_cb(struct bufferevent *bev, void *arg);
@@ -52,18 +63,52 @@ static void net_conn_event_cb(struct bufferevent *bev, short what,
     void *arg);
 static void net_conn_fail_cb(evutil_socket_t fd, short what, void *arg);
 static void net_conn_write_cb(struct bufferevent *bev, void *arg);
+static void net_conn_uncork_now(struct net_conn *c);
+
+/*
+ * net_conn_common_timeout - ms as one of the loop's common timeouts: every
+ * connection has the same few durations, and a timer in a common queue is
+ * added and moved in O(1) instead of in the loop's heap (libevent's
+ * event_base_init_common_timeout).  The plain value when the loop has no
+ * room for another one.
+ */
+static const struct timeval *
+net_conn_common_timeout(struct event_base *base, unsigned ms,
+    struct timeval *tv)
+{
+	const struct timeval *ctv;
+
+	tv->tv_sec = ms / 1000;
+	tv->tv_usec = (ms % 1000) * 1000;
+	ctv = event_base_init_common_timeout(base, tv);
+	return ctv != NULL ? ctv : tv;
+}
 
 static void
 net_conn_set_timeouts(struct net_conn *c)
 {
 	struct timeval tv, rtv;
+	const struct timeval *w, *r = NULL;
 
-	tv.tv_sec = c->write_timeout_ms / 1000;
-	tv.tv_usec = (c->write_timeout_ms % 1000) * 1000;
-	rtv.tv_sec = c->read_timeout_ms / 1000;
-	rtv.tv_usec = (c->read_timeout_ms % 1000) * 1000;
-	bufferevent_set_timeouts(c->bev, c->read_timeout_ms ? &rtv : NULL,
-	    &tv);
+	w = net_conn_common_timeout(c->base, c->write_timeout_ms, &tv);
+	if (c->read_timeout_ms)
+		r = net_conn_common_timeout(c->base, c->read_timeout_ms, &rtv);
+	bufferevent_set_timeouts(c->bev, r, w);
+}
+
+/*
+ * net_conn_want_write - let the bufferevent write: an accepted connection
+ * starts with reading only, so that no write event is armed (and disarmed
+ * at once) for output that goes straight to the socket (net_conn_send).
+ * Called whenever output is queued; once on, it stays on.
+ */
+static void
+net_conn_want_write(struct net_conn *c)
+{
+	if (c->write_on)
+		return;
+	c->write_on = true;
+	bufferevent_enable(c->bev, EV_WRITE);
 }
 
 /*
@@ -72,7 +117,7 @@ net_conn_set_timeouts(struct net_conn *c)
  */
 static struct net_conn *
 net_conn_new(struct event_base *base, int fd, const struct sockaddr *sa,
-    socklen_t salen, unsigned write_timeout_ms,
+    socklen_t salen, unsigned write_timeout_ms, bool nodelay,
     const struct net_conn_cbs *cbs, void *arg)
 {
 	struct net_conn *c = xcalloc(1, sizeof(*c));
@@ -81,13 +126,18 @@ net_conn_new(struct event_base *base, int fd, const struct sockaddr *sa,
 	c->base = base;
 	c->cbs = cbs;
 	c->arg = arg;
-	mr_sockaddr_format(sa, c->peer, sizeof(c->peer));
+	/* The peer's text is made only if a log or an error asks for it
+	 * (net_conn_peer): most sessions never do. */
 	if (salen <= sizeof(c->peer_sa))
 		memcpy(&c->peer_sa, sa, salen);
-	snprintf(c->tls_desc, sizeof(c->tls_desc), "none");
+	else
+		mr_sockaddr_format(sa, c->peer, sizeof(c->peer));
+	memcpy(c->tls_desc, "none", sizeof("none"));
 	/* Pipelined commands are written as one segment already; do not
-	 * let Nagle hold the last of them back. */
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	 * let Nagle hold the last of them back.  (An accepted socket has it
+	 * from its listener, net_listen.) */
+	if (nodelay)
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (c->bev == NULL) {
 		close(fd);
@@ -126,7 +176,7 @@ net_conn_connect_from(struct event_base *base, const struct sockaddr *sa,
 		*err_r = -errno;
 		return NULL;
 	}
-	c = net_conn_new(base, fd, sa, salen, timeout_ms, cbs, arg);
+	c = net_conn_new(base, fd, sa, salen, timeout_ms, true, cbs, arg);
 	if (c == NULL) {
 		*err_r = -ENOMEM;
 		return NULL;
@@ -156,6 +206,7 @@ net_conn_connect_from(struct event_base *base, const struct sockaddr *sa,
 	}
 	bufferevent_socket_connect(c->bev, NULL, 0);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	c->write_on = true;
 	return c;
 }
 
@@ -165,9 +216,9 @@ net_conn_accept(struct event_base *base, int fd, const struct sockaddr *peer,
 {
 	struct net_conn *c;
 
-	c = net_conn_new(base, fd, peer, peerlen, 60000, cbs, arg);
+	c = net_conn_new(base, fd, peer, peerlen, 60000, false, cbs, arg);
 	if (c != NULL)
-		bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+		bufferevent_enable(c->bev, EV_READ);
 	return c;
 }
 
@@ -178,6 +229,8 @@ net_conn_free(struct net_conn **cp)
 
 	if (c == NULL)
 		return;
+	/* Held replies go where queued ones would: a last try, no wait. */
+	net_conn_uncork_now(c);
 	if (c->bev)
 		bufferevent_free(c->bev);
 	if (c->fail_ev)
@@ -189,8 +242,11 @@ net_conn_free(struct net_conn **cp)
 }
 
 const char *
-net_conn_peer(const struct net_conn *c)
+net_conn_peer(struct net_conn *c)
 {
+	if (c->peer[0] == '\0')
+		mr_sockaddr_format((const struct sockaddr *)&c->peer_sa,
+		    c->peer, sizeof(c->peer));
 	return c->peer;
 }
 
@@ -260,25 +316,105 @@ net_conn_input(struct net_conn *c)
 struct evbuffer *
 net_conn_output(struct net_conn *c)
 {
+	/* The caller appends: behind what is held, and written. */
+	net_conn_uncork_now(c);
+	net_conn_want_write(c);
 	return bufferevent_get_output(c->bev);
+}
+
+/* net_conn_direct - may output go straight to the socket now? */
+static bool
+net_conn_direct(struct net_conn *c)
+{
+	return !c->tls && !c->handshaking && !c->connecting &&
+	    evbuffer_get_length(bufferevent_get_output(c->bev)) == 0;
+}
+
+/* net_conn_send_now - net_conn_send without the cork; flags for send(2)
+ * (MSG_MORE: more follows at once, the FIN). */
+static void
+net_conn_send_now(struct net_conn *c, const void *p, size_t len, int flags)
+{
+	ssize_t n = 0;
+
+	/* Nothing goes out after our FIN (nor could). */
+	if (c->shut)
+		return;
+	if (net_conn_direct(c)) {
+		n = send(bufferevent_getfd(c->bev), p, len,
+		    MSG_DONTWAIT | MSG_NOSIGNAL | flags);
+		/* EAGAIN, or an error the queued write will report. */
+		if (n < 0)
+			n = 0;
+	}
+	if ((size_t)n < len) {
+		evbuffer_add(bufferevent_get_output(c->bev),
+		    (const char *)p + n, len - (size_t)n);
+		net_conn_want_write(c);
+	}
+}
+
+/* net_conn_uncork_now - what is held goes on (to the socket, or queued
+ * behind what is queued). */
+static void
+net_conn_uncork_now(struct net_conn *c)
+{
+	size_t n = c->held_len;
+
+	if (n == 0)
+		return;
+	c->held_len = 0;
+	net_conn_send_now(c, c->held, n, 0);
 }
 
 void
 net_conn_send(struct net_conn *c, const void *p, size_t len)
 {
-	struct evbuffer *out = bufferevent_get_output(c->bev);
-	ssize_t n = 0;
-
-	if (!c->tls && !c->handshaking && !c->connecting &&
-	    evbuffer_get_length(out) == 0) {
-		n = send(bufferevent_getfd(c->bev), p, len,
-		    MSG_DONTWAIT | MSG_NOSIGNAL);
-		/* EAGAIN, or an error the queued write will report. */
-		if (n < 0)
-			n = 0;
+	if (c->corked > 0 && len <= sizeof(c->held) - c->held_len &&
+	    !c->shut && net_conn_direct(c)) {
+		memcpy(c->held + c->held_len, p, len);
+		c->held_len += len;
+		return;
 	}
-	if ((size_t)n < len)
-		evbuffer_add(out, (const char *)p + n, len - (size_t)n);
+	net_conn_uncork_now(c);
+	net_conn_send_now(c, p, len, 0);
+}
+
+void
+net_conn_cork(struct net_conn *c)
+{
+	c->corked++;
+}
+
+void
+net_conn_uncork(struct net_conn *c)
+{
+	MR_ASSERT(c->corked > 0);
+	if (--c->corked == 0)
+		net_conn_uncork_now(c);
+}
+
+void
+net_conn_shutdown(struct net_conn *c)
+{
+	size_t n = c->held_len;
+
+	if (c->shut)
+		return;
+	if (!net_conn_direct(c)) {
+		/* Queued output or TLS: the FIN waits for the close. */
+		net_conn_uncork_now(c);
+		return;
+	}
+	if (n > 0) {
+		/* MSG_MORE holds the bytes back for the FIN to join. */
+		c->held_len = 0;
+		net_conn_send_now(c, c->held, n, MSG_MORE);
+		if (!net_conn_direct(c))
+			return;	/* a short write: the rest is queued */
+	}
+	if (shutdown(bufferevent_getfd(c->bev), SHUT_WR) == 0)
+		c->shut = true;
 }
 
 void
@@ -298,9 +434,13 @@ net_conn_sendf(struct net_conn *c, const char *fmt, ...)
 		return;
 	}
 	/* Too long for the stack: queued, behind anything queued before. */
+	if (c->shut)
+		return;
+	net_conn_uncork_now(c);
 	va_start(ap, fmt);
 	evbuffer_add_vprintf(bufferevent_get_output(c->bev), fmt, ap);
 	va_end(ap);
+	net_conn_want_write(c);
 }
 
 void
@@ -330,7 +470,8 @@ size_t
 net_conn_output_len(const struct net_conn *c)
 {
 	struct bufferevent *under = bufferevent_get_underlying(c->bev);
-	size_t n = evbuffer_get_length(bufferevent_get_output(c->bev));
+	size_t n = evbuffer_get_length(bufferevent_get_output(c->bev)) +
+	    c->held_len;
 
 	/* With TLS, also the records made but not yet taken by the socket. */
 	if (under != NULL)
@@ -372,6 +513,7 @@ net_conn_drain_soon(struct net_conn *c)
 void
 net_conn_watch_drain(struct net_conn *c, size_t low)
 {
+	net_conn_uncork_now(c);
 	c->drain_low = low;
 	/* With TLS the filter's own output may be empty already while its
 	 * records wait below: no write callback would come then, so the
@@ -412,7 +554,7 @@ net_conn_fail_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	snprintf(msg, sizeof(msg), "connect to %s: %s", c->peer,
+	snprintf(msg, sizeof(msg), "connect to %s: %s", net_conn_peer(c),
 	    strerror(c->connect_err));
 	c->cbs->failed(c, c->arg, -c->connect_err, msg);
 }
@@ -428,7 +570,7 @@ net_conn_tls_error(struct net_conn *c, char *buf, size_t size)
 		ERR_error_string_n(e, ebuf, sizeof(ebuf));
 		what = ebuf;
 	}
-	snprintf(buf, size, "TLS with %s: %s", c->peer, what);
+	snprintf(buf, size, "TLS with %s: %s", net_conn_peer(c), what);
 }
 
 static void
@@ -459,18 +601,20 @@ net_conn_event_cb(struct bufferevent *bev, short what, void *arg)
 		code = MR_ETIMEOUT;
 		snprintf(msg, sizeof(msg), "%s %s timed out",
 		    c->connecting ? "connect to" : (what & BEV_EVENT_READING) ?
-		    "read from" : "write to", c->peer);
+		    "read from" : "write to", net_conn_peer(c));
 	} else if (c->handshaking ||
 	    (c->tls && (what & BEV_EVENT_ERROR) && err == 0)) {
 		code = MR_ETLS;
 		net_conn_tls_error(c, msg, sizeof(msg));
 	} else if (what & BEV_EVENT_EOF) {
 		code = MR_ECLOSED;
-		snprintf(msg, sizeof(msg), "connection closed by %s", c->peer);
+		snprintf(msg, sizeof(msg), "connection closed by %s",
+		    net_conn_peer(c));
 	} else {
 		code = err ? -err : MR_ECLOSED;
 		snprintf(msg, sizeof(msg), "%s %s: %s",
-		    c->connecting ? "connect to" : "connection with", c->peer,
+		    c->connecting ? "connect to" : "connection with",
+		    net_conn_peer(c),
 		    err ? evutil_socket_error_to_string(err) : "error");
 	}
 	c->cbs->failed(c, c->arg, code, msg);
@@ -522,6 +666,7 @@ net_conn_tls_wrap(struct net_conn *c, SSL *ssl, enum bufferevent_ssl_state st)
 	bufferevent_openssl_set_allow_dirty_shutdown(tls, 1);
 	c->bev = tls;
 	c->handshaking = true;
+	c->write_on = true;	/* the filter is enabled below */
 	bufferevent_setcb(c->bev, net_conn_read_cb, NULL, net_conn_event_cb,
 	    c);
 	net_conn_set_timeouts(c);
@@ -561,6 +706,8 @@ net_conn_accepttls(struct net_conn *c, SSL_CTX *ctx)
 {
 	SSL *ssl;
 
+	/* What is held (the +OK to STLS) goes out in plain text first. */
+	net_conn_uncork_now(c);
 	if (net_conn_input_len(c) != 0)
 		return MR_EPROTO;
 	if ((ssl = SSL_new(ctx)) == NULL)
@@ -574,6 +721,7 @@ net_conn_starttls(struct net_conn *c, SSL_CTX *ctx, const char *servername,
 {
 	SSL *ssl;
 
+	net_conn_uncork_now(c);
 	if (net_conn_input_len(c) != 0)
 		return MR_EPROTO;
 	ssl = SSL_new(ctx);

@@ -64,8 +64,9 @@ struct net_conn *net_conn_connect_from(struct event_base *base,
     socklen_t srclen, unsigned timeout_ms, const struct net_conn_cbs *cbs,
     void *arg, int *err_r);
 /*
- * net_conn_accept - take an accepted descriptor (the caller's until this
- * returns; then the connection's, even on failure).  No `connected`
+ * net_conn_accept - take a descriptor accepted by a net_listener (the
+ * caller's until this returns; then the connection's, even on failure;
+ * its TCP_NODELAY comes from the listener).  No `connected`
  * callback follows: it is connected.  NULL when out of memory.
  */
 struct net_conn *net_conn_accept(struct event_base *base, int fd,
@@ -76,8 +77,9 @@ void net_conn_free(struct net_conn **cp);
 /* net_conn_peer_addr - the peer's address (borrowed). */
 const struct sockaddr *net_conn_peer_addr(const struct net_conn *c);
 
-/* net_conn_peer - "127.0.0.1:25" or "[::1]:25" (borrowed). */
-const char *net_conn_peer(const struct net_conn *c);
+/* net_conn_peer - "127.0.0.1:25" or "[::1]:25" (borrowed; formatted at
+ * the first call). */
+const char *net_conn_peer(struct net_conn *c);
 
 /*
  * net_conn_line - the next input line, without its CRLF (a bare LF is
@@ -107,6 +109,26 @@ struct evbuffer *net_conn_output(struct net_conn *c);
 void net_conn_send(struct net_conn *c, const void *p, size_t len);
 void net_conn_sendf(struct net_conn *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/*
+ * net_conn_cork / net_conn_uncork - while corked (calls nest), short
+ * replies that would go straight to the socket are held (512 octets at
+ * most) and go in one send(2) at the last uncork: the replies to a batch
+ * of pipelined commands leave together.  Anything that queues output or
+ * asks about it (net_conn_output, net_conn_output_len counts them,
+ * net_conn_watch_drain, TLS) lets the held replies go on first, so their
+ * order is kept.
+ */
+void net_conn_cork(struct net_conn *c);
+void net_conn_uncork(struct net_conn *c);
+/*
+ * net_conn_shutdown - the owner sends nothing more (it closes once
+ * drained): on a plain connection with nothing queued, the held replies
+ * and the FIN leave in one segment (send(2) with MSG_MORE, then
+ * shutdown(2) SHUT_WR), and whatever is sent afterwards is dropped.
+ * Otherwise (TLS, queued output) only the held replies go on, and the FIN
+ * waits for net_conn_free() as before.
+ */
+void net_conn_shutdown(struct net_conn *c);
 /* net_conn_write_timeout - longest stall of a pending write. */
 void net_conn_write_timeout(struct net_conn *c, unsigned ms);
 /* net_conn_read_timeout - longest silence of the peer (0: none); on

@@ -4,6 +4,8 @@
  */
 #include <errno.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -142,6 +144,7 @@ net_listen(struct event_base *base, const char *addr, unsigned default_port,
 	struct net_listener *l;
 	struct sockaddr_storage ss;
 	socklen_t len;
+	int one = 1;
 
 	if (net_addr_parse(addr, default_port, 1, &ss, &len, err) != 0)
 		return NULL;
@@ -157,6 +160,10 @@ net_listen(struct event_base *base, const char *addr, unsigned default_port,
 		free(l);
 		return NULL;
 	}
+	/* Accepted sockets inherit it (Linux): no setsockopt(2) for each
+	 * connection (net_conn_accept). */
+	(void)setsockopt(evconnlistener_get_fd(l->lev), IPPROTO_TCP,
+	    TCP_NODELAY, &one, sizeof(one));
 	evconnlistener_set_error_cb(l->lev, net_listen_error);
 	l->resume = evtimer_new(base, net_listen_resume, l);
 	len = sizeof(ss);

@@ -2,7 +2,8 @@
  * listen.h - listening sockets on an event loop, and "host:port" text to
  * a socket address.
  *
- * A listener accepts connections (non-blocking, close-on-exec) and hands
+ * A listener accepts connections (non-blocking, close-on-exec, and with
+ * TCP_NODELAY, which they inherit from the listening socket) and hands
  * each one to its callback with the peer's address; the callback owns the
  * descriptor from then on.  When accept(2) fails for want of descriptors
  * (EMFILE, ENFILE), the listener stops accepting for a moment instead of

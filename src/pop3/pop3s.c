@@ -53,6 +53,8 @@ pop3s_close(struct pop3s *s)
 		return;
 	s->closing = true;
 	net_conn_reading(s->c, false);
+	/* The last reply and the FIN in one segment, when they can be. */
+	net_conn_shutdown(s->c);
 	net_conn_watch_drain(s->c, 0);
 }
 
@@ -71,13 +73,18 @@ pop3s_process(struct pop3s *s)
 	const char *p, *why;
 	size_t n;
 	enum pop3_parse pr;
+	bool more = true;
 
-	while (!s->closing && !s->tls_pending && s->ops->ready(s->arg)) {
+	/* The replies to what is handled here leave in one send(2): with
+	 * the FIN when the session ends (pop3s_close). */
+	net_conn_cork(s->c);
+	while (more && !s->closing && !s->tls_pending &&
+	    s->ops->ready(s->arg)) {
 		/* A client that sends and does not read: its replies wait,
 		 * and so do its further commands. */
 		if (net_conn_output_len(s->c) > POP3S_OUT_HIGH) {
 			net_conn_watch_drain(s->c, POP3S_OUT_LOW);
-			return;
+			break;
 		}
 		switch (net_conn_line(s->c, POP3_LINE_MAX, &p, &n)) {
 		case NET_LINE_AGAIN:
@@ -85,12 +92,14 @@ pop3s_process(struct pop3s *s)
 			 * missing QUIT means no update, RFC 1939 6). */
 			if (s->eof)
 				pop3s_close(s);
-			return;
+			more = false;
+			continue;
 		case NET_LINE_TOO_LONG:
 			net_conn_sendf(s->c, "-ERR command line too long (255 "
 			    "octets at most)\r\n");
 			pop3s_close(s);
-			return;
+			more = false;
+			continue;
 		case NET_LINE_OK:
 			break;
 		}
@@ -109,6 +118,7 @@ pop3s_process(struct pop3s *s)
 		/* It may have held a password. */
 		OPENSSL_cleanse(line, n);
 	}
+	net_conn_uncork(s->c);
 }
 
 void

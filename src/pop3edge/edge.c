@@ -110,6 +110,10 @@ struct edge {
 	struct utable			*users;
 	struct event			*gc_ev;
 	struct event			*stats_ev;
+	struct timeval			 session_tv;	/* session_timeout */
+	const struct timeval		*session_ctv;	/* the same, as one of
+						 * the loop's common
+						 * timeouts */
 	struct esess			*sessions;	/* list */
 	struct sockaddr_storage		 backend;
 	socklen_t			 backend_len;
@@ -129,7 +133,17 @@ static const struct pop3c_cbs sess_backend_cbs;
 static void
 sess_reply(struct esess *s, const char *text)
 {
-	net_conn_sendf(s->c, "%s\r\n", text);
+	char buf[256];
+	size_t n = strlen(text);
+
+	/* Our own texts, all short: no format to interpret. */
+	if (n > sizeof(buf) - 2) {
+		net_conn_sendf(s->c, "%s\r\n", text);
+		return;
+	}
+	memcpy(buf, text, n);
+	memcpy(buf + n, "\r\n", 2);
+	net_conn_send(s->c, buf, n + 2);
 }
 
 /* sess_capa - our capabilities (RFC 2449), answered locally in every
@@ -766,7 +780,6 @@ sess_pass(struct esess *s, const char *pw, size_t len)
 	struct edge *e = s->e;
 	struct utable_entry *u = NULL;
 	uint64_t now = mr_clock_ms();
-	struct timeval tv;
 
 	e->n.checks++;
 	if (s->opt_out)
@@ -794,10 +807,8 @@ sess_pass(struct esess *s, const char *pw, size_t len)
 		u->checks++;
 			e->n.checks_local++;
 		s->st = S_LOCAL;
-		tv.tv_sec = e->cfg->pop3_proxy_session_timeout / 1000;
-		tv.tv_usec = (e->cfg->pop3_proxy_session_timeout % 1000) * 1000;
 		s->timer = evtimer_new(e->base, sess_timer_cb, s);
-		evtimer_add(s->timer, &tv);
+		evtimer_add(s->timer, e->session_ctv);
 		/* The backend, if USER opened it, is not needed. */
 		sess_backend_close(s);
 		s->bs = B_NONE;
@@ -1313,6 +1324,14 @@ edge_new(struct event_base *base, const struct mr_config *cfg,
 	    cfg->pop3_proxy_backend_ca_file, err)) == NULL)
 		goto fail;
 	e->users = utable_new((uint32_t)cfg->pop3_proxy_max_users);
+	/* Every local session has the same timer: a common timeout is
+	 * added and removed in O(1), not in the loop's heap. */
+	e->session_tv.tv_sec = cfg->pop3_proxy_session_timeout / 1000;
+	e->session_tv.tv_usec = (cfg->pop3_proxy_session_timeout % 1000) *
+	    1000;
+	e->session_ctv = event_base_init_common_timeout(base, &e->session_tv);
+	if (e->session_ctv == NULL)
+		e->session_ctv = &e->session_tv;
 	e->gc_ev = evtimer_new(base, edge_gc, e);
 	e->stats_ev = evtimer_new(base, edge_stats, e);
 	return e;

@@ -7,8 +7,9 @@
 #include <string.h>
 
 #include <openssl/crypto.h>
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <openssl/params.h>
 #include <openssl/rand.h>
 
 #include "core/mr_hmap.h"
@@ -27,7 +28,10 @@ struct utable {
 	struct mr_hmap		*index;
 	uint32_t		*heap;		/* entry numbers */
 	size_t			 names;		/* bytes of names */
-	uint8_t			 key[32];	/* HMAC key, per table */
+	EVP_MAC			*mac;		/* HMAC, fetched once */
+	EVP_MAC_CTX		*mac_ctx;	/* keyed with a random key
+						 * made per table (held
+						 * only in here) */
 };
 
 static bool
@@ -39,6 +43,30 @@ utable_eq(void *ctx, uint32_t value, const void *key, size_t len)
 	return strlen(name) == len && memcmp(name, key, len) == 0;
 }
 
+/*
+ * utable_mac_new - the HMAC-SHA256 context, keyed once: each verifier
+ * then only re-initialises it (no algorithm fetch, no key schedule, no
+ * allocation per check).
+ */
+static void
+utable_mac_new(struct utable *t)
+{
+	uint8_t key[32];
+	char digest[] = "SHA256";
+	OSSL_PARAM params[2];
+
+	if (RAND_bytes(key, sizeof(key)) != 1)
+		mr_panic("utable: no random bytes for the verifier key");
+	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
+	    digest, 0);
+	params[1] = OSSL_PARAM_construct_end();
+	if ((t->mac = EVP_MAC_fetch(NULL, "HMAC", NULL)) == NULL ||
+	    (t->mac_ctx = EVP_MAC_CTX_new(t->mac)) == NULL ||
+	    EVP_MAC_init(t->mac_ctx, key, sizeof(key), params) != 1)
+		mr_panic("utable: no HMAC-SHA256 for the verifiers");
+	OPENSSL_cleanse(key, sizeof(key));
+}
+
 struct utable *
 utable_new(uint32_t max)
 {
@@ -47,8 +75,7 @@ utable_new(uint32_t max)
 	t->max = max;
 	t->free_head = UTABLE_NONE;
 	t->index = mr_hmap_new(utable_eq, t);
-	if (RAND_bytes(t->key, sizeof(t->key)) != 1)
-		mr_panic("utable: no random bytes for the verifier key");
+	utable_mac_new(t);
 	return t;
 }
 
@@ -65,7 +92,8 @@ utable_free(struct utable **tp)
 	free(t->e);
 	free(t->heap);
 	mr_hmap_free(&t->index);
-	OPENSSL_cleanse(t->key, sizeof(t->key));
+	EVP_MAC_CTX_free(t->mac_ctx);
+	EVP_MAC_free(t->mac);
 	free(t);
 	*tp = NULL;
 }
@@ -227,22 +255,22 @@ utable_add(struct utable *t, const char *name, size_t len, uint64_t expires)
 /* ---------------------------------------------------------------- */
 
 /* utable_mac - the verifier: HMAC-SHA256(key, salt || password), cut to
- * 16 bytes.  Passwords are at most a POP3 line (253 octets). */
+ * 16 bytes. */
 static void
 utable_mac(struct utable *t, const uint8_t salt[8], const char *pw,
     size_t len, uint8_t out[16])
 {
-	uint8_t buf[8 + 512], md[EVP_MAX_MD_SIZE];
-	unsigned mdlen = 0;
+	uint8_t md[EVP_MAX_MD_SIZE];
+	size_t mdlen = 0;
 
-	if (len > sizeof(buf) - 8)
-		len = sizeof(buf) - 8;
-	memcpy(buf, salt, 8);
-	memcpy(buf + 8, pw, len);
-	HMAC(EVP_sha256(), t->key, (int)sizeof(t->key), buf, 8 + len, md,
-	    &mdlen);
+	/* No key: the same key again, its pads already computed. */
+	if (EVP_MAC_init(t->mac_ctx, NULL, 0, NULL) != 1 ||
+	    EVP_MAC_update(t->mac_ctx, salt, 8) != 1 ||
+	    EVP_MAC_update(t->mac_ctx, (const unsigned char *)pw, len) != 1 ||
+	    EVP_MAC_final(t->mac_ctx, md, &mdlen, sizeof(md)) != 1 ||
+	    mdlen < 16)
+		mr_panic("utable: HMAC-SHA256 failed");
 	memcpy(out, md, 16);
-	OPENSSL_cleanse(buf, sizeof(buf));
 	OPENSSL_cleanse(md, sizeof(md));
 }
 

@@ -41,6 +41,7 @@ class Stats:
         self.max_open = 0
         self.connections = 0
         self.peers = collections.Counter()   # connections per client IP
+        self.rcpt_peer = {}      # rcpt -> client IP of its transaction
         self.messages = []       # with --keep: (rcpts, data as latin-1)
         self.window = collections.deque()   # accepted RCPT times, 1 s
 
@@ -53,6 +54,7 @@ class Stats:
                 "max_open": self.max_open,
                 "connections": self.connections,
                 "peers": dict(self.peers),
+                "rcpt_peer": self.rcpt_peer,
                 "messages": self.messages,
             }, f)
 
@@ -100,6 +102,8 @@ class Handler:
         now = time.time()
         for r in envelope.rcpt_tos:
             self.stats.accepted.append((now, r.lower()))
+            if session.peer:
+                self.stats.rcpt_peer[r.lower()] = session.peer[0]
         if self.args.keep:
             self.stats.messages.append(
                 ([r.lower() for r in envelope.rcpt_tos],

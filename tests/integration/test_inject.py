@@ -128,10 +128,7 @@ def test_no_open_relay_and_auth_over_tls(mailroom, daemon, receivers,
     rc = receivers("fast")
     cert, key = make_cert(tmp_path, cn="mr.test")
     store = tmp_path / "store.db"
-    p = subprocess.run([mailroom, "account", "add", "app", "--password",
-                        "s3cret-pw", "--store", str(store)],
-                       capture_output=True, text=True)
-    assert p.returncode == 0, p.stderr
+    _account_add(mailroom, store, "app", "s3cret-pw")
     # Trusted is only 127.0.0.9: this client (127.0.0.1) must AUTH.
     d = daemon({"example.test": rc.address}, store=store, extra=[
         "-o", "inject.trusted_networks=127.0.0.9/32",
@@ -184,6 +181,13 @@ def test_no_open_relay_and_auth_over_tls(mailroom, daemon, receivers,
     blob = b"".join(str(row).encode() for row in con.execute(
         "select * from accounts"))
     assert b"s3cret-pw" not in blob
+
+
+def _account_add(mailroom, store, name, password):
+    p = subprocess.run([mailroom, "account", "add", name, "--password",
+                        password, "--store", str(store)],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
 
 
 def _auth_plain(s, user, password):
@@ -536,3 +540,40 @@ def test_relay_is_paced_by_the_governor(daemon, receivers):
                  if " governor " in ln and "interval=" in ln]
     assert decisions, d.run.stderr[-2000:]
     assert "slots=2.00->2.00" in decisions[0], decisions[0]
+
+
+def test_authenticated_mail_goes_out_from_its_accounts_pool(
+        mailroom, daemon, receivers, tmp_path):
+    """[pool NAME] account = ...: mail injected by an account goes out
+    from its pool's source addresses; mail of trusted clients without
+    AUTH from shaping.source, even to the same domain at the same time
+    (each pool has its own queue for the domain)."""
+    rc = receivers("fast")
+    cert, key = make_cert(tmp_path, cn="mr.test")
+    store = tmp_path / "store.db"
+    _account_add(mailroom, store, "vip", "pool-pw-1")
+    cfg = tmp_path / "mailroom.conf"
+    cfg.write_text("[shaping]\nsource = 127.0.0.5\n"
+                   "[pool vip]\nsource = 127.0.0.8\naccount = vip\n")
+    d = daemon({"example.test": rc.address}, store=store, extra=[
+        "--config", str(cfg),
+        "-o", f"inject.tls_cert={cert}", "-o", f"inject.tls_key={key}"])
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    vip = [f"v{n}@example.test" for n in range(20)]
+    plain = [f"p{n}@example.test" for n in range(20)]
+    with d.smtp() as a, d.smtp() as b:
+        a.starttls(context=ctx)
+        _auth_plain(a, "vip", "pool-pw-1")
+        b.ehlo("client.test")
+        for v, p_ in zip(vip, plain):
+            assert a.sendmail("app@sender.test", [v],
+                              MSG.format(to=v, n=1)) == {}
+            assert b.sendmail("app@sender.test", [p_],
+                              MSG.format(to=p_, n=1)) == {}
+    _wait_acct(d.acct, 40)
+    d.stop()
+    peer = rc.stop()["rcpt_peer"]
+    assert {peer[v] for v in vip} == {"127.0.0.8"}, peer
+    assert {peer[p_] for p_ in plain} == {"127.0.0.5"}, peer

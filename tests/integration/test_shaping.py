@@ -231,9 +231,20 @@ def test_group_by_mx_off_gives_each_domain_its_own(
      "bad regular expression"),
     ("[destination x]\nspeed = 3\n", ":2:", "unknown key \"speed\""),
     ("[destination x]\nadaptive = maybe\n", ":2:", "yes or no"),
-    ("[destination ]\nmax_connections = 1\n", ":2:", "needs a pattern"),
+    ("[destination ]\nmax_connections = 1\n", ":2:", "needs a name"),
     ("[destination x]\nmax_connections = 1\n[destination x]\n"
      "max_connections = 2\n", ":4:", "appears twice"),
+    ("[pool bulk]\nsource = 10.0.0.300\n", ":2:",
+     "source: \"10.0.0.300\" is not an IPv4 or IPv6 address"),
+    ("# pools\n[pool bulk]\naccount = a\n", ":2:",
+     "[pool bulk] has no source address"),
+    ("[pool a]\nsource = 127.0.0.5\naccount = x\n[pool b]\n"
+     "source = 127.0.0.6\naccount = x\n", ":6:", "already in [pool a]"),
+    ("[pool ]\nsource = 127.0.0.5\n", ":2:", "needs a name"),
+    ("[pool a]\nsource = 127.0.0.5\n[pool a]\nsource = 127.0.0.6\n",
+     ":4:", "appears twice"),
+    ("[pool a]\nsource = 127.0.0.5\nspeed = 1\n", ":3:",
+     "unknown key \"speed\""),
 ])
 def test_bad_shaping_config_refused_with_file_and_line(
         mailroom, tmp_path, text, where, message):
@@ -366,16 +377,57 @@ def test_source_addresses_taken_in_turn(mailroom, tmp_path, receivers):
         "source=127.0.0.5", "source=127.0.0.6"], dest
 
 
-def test_bad_source_address_refused(mailroom, tmp_path):
+POOL_CFG = ("[shaping]\nsource = 127.0.0.5\n"
+            "[pool bulk]\nsource = 127.0.0.6\nsource = 127.0.0.7\n"
+            "campaign = spring\n"
+            "[pool vip]\nsource = 127.0.0.8\nsource = 127.0.0.6\n")
+
+
+@pytest.mark.parametrize("how,want", [
+    ([], {"127.0.0.5"}),
+    (["--pool", "bulk"], {"127.0.0.6", "127.0.0.7"}),
+    (["--pool", "vip"], {"127.0.0.8", "127.0.0.6"}),
+    (["--campaign", "spring"], {"127.0.0.6", "127.0.0.7"}),
+    (["--campaign", "autumn"], {"127.0.0.5"}),
+])
+def test_source_pools_per_campaign(mailroom, tmp_path, receivers, how,
+                                   want):
+    """[pool NAME] sections: a campaign goes out from its pool's source
+    addresses only (send --pool, or the pool naming the campaign), in
+    turn; the rest from shaping.source."""
+    rc = receivers("fast")
+    cfg = tmp_path / "mailroom.conf"
+    cfg.write_text(POOL_CFG)
+    extra = ["--config", str(cfg)] + how
+    if "--campaign" in how:
+        extra += ["--store", str(tmp_path / "store.db")]
+    r = run_send(mailroom, tmp_path / "run", template=TEMPLATE,
+                 rows=_rows({"pool.test": 400}),
+                 routes={"pool.test": rc.address}, extra_args=extra,
+                 opts={"smtp.max_connections": "2",
+                       "general.log_level": "info"}, timeout=60)
+    assert r.rc == 0, r
+    st = rc.stop()
+    assert len(st["accepted"]) == 400
+    assert set(st["peers"]) == want, st["peers"]
+    if want != {"127.0.0.5"}:
+        assert "event=pool pool=" in r.stderr, r.stderr[-2000:]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--pool", "nope"], "send.pool: there is no [pool nope] section"),
+    (["-o", "shaping.source=not-an-ip"],
+     "shaping.source: \"not-an-ip\" is not an IPv4 or IPv6"),
+])
+def test_bad_source_setting_refused(mailroom, tmp_path, args, message):
     (tmp_path / "t.eml").write_text(TEMPLATE)
     (tmp_path / "l.csv").write_text("email,name\na@x.test,A\n")
-    p = subprocess.run([mailroom, "send", "-o", "shaping.source=not-an-ip",
-                        "--template", str(tmp_path / "t.eml"),
+    p = subprocess.run([mailroom, "send"] + args +
+                       ["--template", str(tmp_path / "t.eml"),
                         "--list", str(tmp_path / "l.csv")],
                        capture_output=True, text=True, timeout=30)
-    assert p.returncode != 0
-    assert "shaping.source: \"not-an-ip\" is not an IPv4 or IPv6" in \
-        p.stderr, p.stderr
+    assert p.returncode == 78, p
+    assert message in p.stderr, p.stderr
 
 
 def test_dynamic_retry_limit_follows_failure_rate(mailroom, tmp_path,
