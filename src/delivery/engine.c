@@ -414,9 +414,16 @@ engine_record(struct engine *e, const struct queue_entry *ent,
 		acct_format(c->acct, &r, &e->acctbuf);
 	}
 	if ((o->type == ACCT_DELIVERED || o->type == ACCT_BOUNCED) &&
-	    e->src->ops->final != NULL)
-		e->src->ops->final(e->src->arg, ent->rcpt,
-		    o->type == ACCT_BOUNCED);
+	    e->src->ops->final != NULL) {
+		struct msgsrc_final fin;
+
+		fin.bounced = o->type == ACCT_BOUNCED;
+		fin.code = o->code;
+		fin.dsn = o->dsn;
+		fin.reply = o->reply;
+		fin.mx = o->mx;
+		e->src->ops->final(e->src->arg, ent->rcpt, &fin);
+	}
 }
 
 /*

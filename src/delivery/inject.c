@@ -35,6 +35,7 @@
 #include "delivery/acct.h"
 #include "delivery/campaign.h"
 #include "delivery/cstore.h"
+#include "delivery/dsn.h"
 #include "delivery/engine.h"
 #include "delivery/inject.h"
 #include "delivery/pace.h"
@@ -661,6 +662,77 @@ inject_trusted(struct injector *in, struct mr_buf *err)
 	return 0;
 }
 
+/*
+ * inject_bounce - the relay's bounce callback (relay.h): a delivery
+ * status notification to the sender, spooled and relayed like any
+ * message (null sender, source pool 0).  On a delivery loop's thread.
+ */
+static void
+inject_bounce(void *arg, uint64_t id, const char *mail_from,
+    uint64_t received_ms, const struct dsn_rcpt *r, size_t n)
+{
+	static const char alnum[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmn"
+	    "opqrstuvwxyz0123456789";
+	struct injector *in = arg;
+	struct spool_message orig;
+	struct spool_envelope env;
+	struct dsn_report rep;
+	struct mr_buf msg = MR_BUF_INIT, err = MR_BUF_INIT;
+	unsigned char rnd[12];
+	char token[sizeof(rnd) + 1], qid[20];
+	const char *rcpt[1];
+	uint64_t nid, ticket;
+	size_t i;
+	int code;
+
+	memset(&orig, 0, sizeof(orig));
+	memset(&rep, 0, sizeof(rep));
+	if (RAND_bytes(rnd, sizeof(rnd)) != 1)
+		mr_panic("inject: no random bytes");
+	for (i = 0; i < sizeof(rnd); i++)
+		token[i] = alnum[rnd[i] % (sizeof(alnum) - 1)];
+	token[sizeof(rnd)] = '\0';
+	snprintf(qid, sizeof(qid), "%016" PRIx64, id);
+	/* The original's header, if it can be read; the report goes out
+	 * without it otherwise. */
+	if (spool_read_message(in->spool, id, &orig, &err) == 0) {
+		rep.message = orig.body;
+		rep.message_len = orig.body_len;
+	}
+	rep.hostname = in->cfg->general_hostname;
+	rep.mail_from = mail_from;
+	rep.queue_id = qid;
+	rep.arrival = (time_t)(received_ms / 1000);
+	rep.now = time(NULL);
+	rep.token = token;
+	rep.rcpts = r;
+	rep.nrcpts = n;
+	dsn_build(&rep, &msg);
+	spool_message_release(&orig);
+	memset(&env, 0, sizeof(env));
+	rcpt[0] = mail_from;
+	env.account = "";
+	env.client = "";
+	env.mail_from = "";
+	env.rcpt = rcpt;
+	env.nrcpt = 1;
+	mr_buf_reset(&err);
+	code = spool_append_message(in->spool, &env, msg.data, msg.len, &err,
+	    &nid, &ticket);
+	if (code == 0)
+		code = inject_deliver(in, nid, &env, NULL);
+	if (code != 0)
+		mr_log_err("inject", "event=dsn-failed id=%s to=%s error=%s",
+		    qid, mr_q(mail_from, (size_t)-1), mr_q(mr_buf_cstr(&err),
+		    (size_t)-1));
+	else
+		mr_log_info("inject", "event=dsn id=%s to=%s dsn_id=%016"
+		    PRIx64 " failed=%zu", qid, mr_q(mail_from, (size_t)-1),
+		    nid, n);
+	mr_buf_release(&msg);
+	mr_buf_release(&err);
+}
+
 static int
 inject_recover_cb(void *arg, const struct spool_message *m)
 {
@@ -745,7 +817,7 @@ inject_open(const struct mr_config *cfg, struct mr_buf *err, int *ex_r)
 		*ex_r = EX_CANTCREAT;
 		goto fail;
 	}
-	in->relay = relay_new(in->spool);
+	in->relay = relay_new(in->spool, inject_bounce, in);
 	/* The relay's campaign: endless, its own shaper and loops. */
 	c->cfg = cfg;
 	relay_source(in->relay, &c->src);

@@ -25,6 +25,15 @@ struct msgsrc_scratch;
 #define MSGSRC_PERM	(-1)	/* the message is gone or damaged */
 #define MSGSRC_TEMP	(-2)	/* it cannot be read now */
 
+/* How a recipient became final, for final(). */
+struct msgsrc_final {
+	bool		 bounced;	/* else delivered */
+	unsigned	 code;		/* the server's reply code, 0: none */
+	const char	*dsn;		/* enhanced status code, or NULL */
+	const char	*reply;		/* the reply's text, or our reason */
+	const char	*mx;		/* the server that answered, or NULL */
+};
+
 /* What a rendering adds to every message (per transaction). */
 struct msgsrc_stamp {
 	const char	*message_id;	/* "<...@...>" */
@@ -71,7 +80,7 @@ struct msgsrc_ops {
 	 * engine stamps). */
 	uint64_t (*queue_id)(void *arg, uint32_t r);
 	/* final - r was delivered or bounced for good (optional). */
-	void	(*final)(void *arg, uint32_t r, bool bounced);
+	void	(*final)(void *arg, uint32_t r, const struct msgsrc_final *f);
 	/* Stamps: the source's own Message-ID and Date, or the stamp's. */
 	bool	 stamps;
 };

@@ -19,6 +19,7 @@
 #include "core/mr_hmap.h"
 #include "core/mr_log.h"
 #include "core/xalloc.h"
+#include "delivery/dsn.h"
 #include "delivery/relay.h"
 
 #define RELAY_CHUNK_SHIFT	12
@@ -26,12 +27,21 @@
 #define RELAY_CHUNKS		16384		/* 64 M entries */
 #define RELAY_NONE		UINT32_MAX
 
+/* A recipient that bounced, kept for the notification. */
+struct rfail {
+	struct rfail	*next;
+	struct dsn_rcpt	 r;		/* its strings owned */
+};
+
 struct rmsg {
 	uint64_t	 spool_id;
 	uint64_t	 received;	/* wall ms */
 	char		*mail_from;
-	uint32_t	 remaining;	/* recipients not final */
+	uint32_t	 remaining;	/* recipients whose entry is held */
+	uint32_t	 unresolved;	/* ... not yet final (the last one
+					 * to become final sends the DSN) */
 	uint32_t	 next_free;
+	struct rfail	*fails;
 };
 
 struct rrcpt {
@@ -59,6 +69,8 @@ struct relay {
 	struct rdom		*doms[RELAY_CHUNKS];
 	uint32_t		 ndomains;
 	struct mr_hmap		*dindex;
+	relay_bounce_cb		*bounce;
+	void			*bounce_arg;
 	atomic_uint_fast64_t	 pending;
 	atomic_uint_fast64_t	 messages;
 };
@@ -95,13 +107,31 @@ relay_dom_eq(void *ctx, uint32_t value, const void *key, size_t len)
 	return d->pool == k->pool && strcmp(d->name, k->name) == 0;
 }
 
+/* relay_fails_free - a message's list of bounced recipients. */
+static void
+relay_fails_free(struct rfail *f)
+{
+	struct rfail *next;
+
+	for (; f != NULL; f = next) {
+		next = f->next;
+		free((char *)f->r.addr);
+		free((char *)f->r.status);
+		free((char *)f->r.diag);
+		free((char *)f->r.mx);
+		free(f);
+	}
+}
+
 struct relay *
-relay_new(struct spool *sp)
+relay_new(struct spool *sp, relay_bounce_cb *bounce, void *bounce_arg)
 {
 	struct relay *r = xcalloc(1, sizeof(*r));
 
 	pthread_mutex_init(&r->mu, NULL);
 	r->sp = sp;
+	r->bounce = bounce;
+	r->bounce_arg = bounce_arg;
 	r->msg_free = r->rcpt_free = RELAY_NONE;
 	r->dindex = mr_hmap_new(relay_dom_eq, r);
 	return r;
@@ -115,8 +145,10 @@ relay_free(struct relay **rp)
 
 	if (r == NULL)
 		return;
-	for (i = 0; i < r->nmsgs; i++)
+	for (i = 0; i < r->nmsgs; i++) {
 		free(relay_msg(r, i)->mail_from);
+		relay_fails_free(relay_msg(r, i)->fails);
+	}
 	for (i = 0; i < r->nrcpts; i++)
 		free(relay_rcpt(r, i)->addr);
 	for (i = 0; i < r->ndomains; i++)
@@ -219,6 +251,7 @@ relay_add(struct relay *r, uint64_t id, const struct spool_envelope *env,
 	m->received = env->received ? env->received : mr_wall_ms();
 	m->mail_from = xstrdup(env->mail_from ? env->mail_from : "");
 	m->remaining = 0;
+	m->fails = NULL;
 	for (i = 0; i < env->nrcpt; i++) {
 		if ((code = relay_slot((void **)r->rcpts,
 		    sizeof(struct rrcpt), &r->nrcpts, &r->rcpt_free,
@@ -233,6 +266,7 @@ relay_add(struct relay *r, uint64_t id, const struct spool_envelope *env,
 		out[i] = ri;
 		m->remaining++;
 	}
+	m->unresolved = m->remaining;
 	atomic_fetch_add(&r->pending, m->remaining);
 	atomic_fetch_add(&r->messages, 1);
 out:
@@ -390,19 +424,72 @@ relay_src_received(void *arg, uint32_t i)
 	return relay_msg(r, relay_rcpt(r, i)->msg)->received;
 }
 
+/*
+ * relay_notify - the last recipient of m is final: when some bounced and
+ * there is a sender to tell (never for a null sender: no notification
+ * about a notification), hand the bounces to the relay's callback.
+ * Called with no lock held; fails is the caller's to free.
+ */
 static void
-relay_src_final(void *arg, uint32_t i, bool bounced)
+relay_notify(struct relay *r, const struct rmsg *m, struct rfail *fails)
+{
+	struct dsn_rcpt *v;
+	struct rfail *f;
+	size_t n = 0, i;
+
+	if (fails == NULL || r->bounce == NULL || *m->mail_from == '\0')
+		return;
+	for (f = fails; f != NULL; f = f->next)
+		n++;
+	v = xcalloc(n, sizeof(*v));
+	/* The list is newest first: the report lists them as they came. */
+	for (f = fails, i = n; f != NULL; f = f->next)
+		v[--i] = f->r;
+	r->bounce(r->bounce_arg, m->spool_id, m->mail_from, m->received, v,
+	    n);
+	free(v);
+}
+
+static void
+relay_src_final(void *arg, uint32_t i, const struct msgsrc_final *fin)
 {
 	struct relay *r = arg;
 	struct rrcpt *rc;
 	struct rmsg *m;
+	struct rfail *f = NULL, *fails = NULL;
 	struct mr_buf err = MR_BUF_INIT;
+	bool last;
 
 	/* The entry is the caller's until freed below, and its message
 	 * stays while it counts: the spool's write needs no relay lock. */
 	rc = relay_rcpt(r, i);
 	m = relay_msg(r, rc->msg);
-	if (spool_rcpt_done(r->sp, m->spool_id, rc->idx, bounced ?
+	if (fin->bounced) {
+		f = xcalloc(1, sizeof(*f));
+		f->r.addr = xstrdup(rc->addr);
+		f->r.status = xstrdup(fin->dsn ? fin->dsn : "");
+		f->r.code = fin->code;
+		f->r.diag = xstrdup(fin->reply ? fin->reply : "");
+		f->r.mx = fin->mx ? xstrdup(fin->mx) : NULL;
+	}
+	pthread_mutex_lock(&r->mu);
+	if (f != NULL) {
+		f->next = m->fails;
+		m->fails = f;
+	}
+	if ((last = --m->unresolved == 0)) {
+		fails = m->fails;
+		m->fails = NULL;
+	}
+	pthread_mutex_unlock(&r->mu);
+	/* The notification goes into the spool before the last final mark,
+	 * so a crash in between sends the message again rather than lose
+	 * the notification. */
+	if (last) {
+		relay_notify(r, m, fails);
+		relay_fails_free(fails);
+	}
+	if (spool_rcpt_done(r->sp, m->spool_id, rc->idx, fin->bounced ?
 	    SPOOL_BOUNCED : SPOOL_DELIVERED, &err) != 0)
 		mr_log_warn("relay", "event=done id=%llu error=%s",
 		    (unsigned long long)m->spool_id,

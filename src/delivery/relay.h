@@ -28,8 +28,22 @@
 #include "spool/spool.h"
 
 struct relay;
+struct dsn_rcpt;
 
-struct relay *relay_new(struct spool *sp);
+/*
+ * relay_bounce_cb - the last recipient of spooled message id became
+ * final and those in r[0..n) bounced, the sender being mail_from (never
+ * ""): the delivery status notification is the callback's to send.
+ * Called on a delivery loop's thread with no relay lock held, before the
+ * last recipient's final mark is written (the message is still in the
+ * spool to read its header from).  Everything is borrowed for the call.
+ */
+typedef void relay_bounce_cb(void *arg, uint64_t id, const char *mail_from,
+    uint64_t received_ms, const struct dsn_rcpt *r, size_t n);
+
+/* relay_new - bounce may be NULL (bounces are then accounted only). */
+struct relay *relay_new(struct spool *sp, relay_bounce_cb *bounce,
+    void *bounce_arg);
 void relay_free(struct relay **rp);
 /* relay_source - the relay as a message source (for the campaign). */
 void relay_source(struct relay *r, struct msgsrc *out);

@@ -43,6 +43,7 @@ class Stats:
         self.peers = collections.Counter()   # connections per client IP
         self.rcpt_peer = {}      # rcpt -> client IP of its transaction
         self.messages = []       # with --keep: (rcpts, data as latin-1)
+        self.senders = []        # with --keep: each message's MAIL FROM
         self.window = collections.deque()   # accepted RCPT times, 1 s
 
     def dump(self, path):
@@ -56,6 +57,7 @@ class Stats:
                 "peers": dict(self.peers),
                 "rcpt_peer": self.rcpt_peer,
                 "messages": self.messages,
+                "senders": self.senders,
             }, f)
 
 
@@ -94,6 +96,9 @@ class Handler:
                 self.stats.deferred.append(time.time())
                 return "451 4.7.0 Rate limit exceeded, slow down"
             w.append(now)
+        if self.args.reject_prefix and address.lower().startswith(
+                self.args.reject_prefix):
+            return f"550 5.1.1 <{address}>: user unknown"
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
@@ -108,6 +113,7 @@ class Handler:
             self.stats.messages.append(
                 ([r.lower() for r in envelope.rcpt_tos],
                  bytes(envelope.original_content).decode("latin-1")))
+            self.stats.senders.append(envelope.mail_from)
         server.messages_here += 1
         return "250 2.0.0 OK queued"
 
@@ -153,6 +159,8 @@ def main():
     ap.add_argument("--delay", type=float, default=0.3)
     ap.add_argument("--per-conn", type=int, default=20)
     ap.add_argument("--rate", type=int, default=300)
+    ap.add_argument("--reject-prefix", default="",
+                    help="550 5.1.1 to recipients starting with this")
     ap.add_argument("--keep", action="store_true",
                     help="keep every message (small tests only)")
     args = ap.parse_args()

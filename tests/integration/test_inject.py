@@ -577,3 +577,58 @@ def test_authenticated_mail_goes_out_from_its_accounts_pool(
     peer = rc.stop()["rcpt_peer"]
     assert {peer[v] for v in vip} == {"127.0.0.8"}, peer
     assert {peer[p_] for p_ in plain} == {"127.0.0.5"}, peer
+
+
+def test_bounce_goes_back_to_the_sender_as_a_dsn(daemon, receivers):
+    """RFC 5321 6.1: a recipient refused for good after the 250 gets its
+    sender a delivery status notification (RFC 3464), from the null
+    sender, with one report per failed recipient and the original's
+    header; a message from the null sender gets none back."""
+    import email
+    import email.policy
+    rc = receivers("fast", keep=True, reject_prefix="nobody")
+    d = daemon({"example.test": rc.address, "sender.test": rc.address},
+               extra=["-o", "general.log_level=info"])
+    with d.smtp() as s:
+        refused = s.sendmail("app@sender.test",
+                             ["ok@example.test", "nobody1@example.test",
+                              "nobody2@example.test"],
+                             MSG.format(to="ok@example.test", n=7))
+        assert refused == {}
+        # A bounce of a bounce would loop: the null sender gets none.
+        assert s.sendmail("<>", ["nobody3@example.test"],
+                          MSG.format(to="nobody3@example.test", n=8)) == {}
+    ok = wait_until(lambda: "event=dsn " in d.run.stderr, timeout=30)
+    assert ok, d.run.stderr[-3000:]
+    _wait_acct(d.acct, 2)       # the good recipient and the DSN itself
+    d.stop()
+    st = rc.stop()
+    dsns = [(rcpts, data, sender) for (rcpts, data), sender
+            in zip(st["messages"], st["senders"])
+            if "multipart/report" in data]
+    assert len(dsns) == 1, st["messages"]
+    rcpts, data, sender = dsns[0]
+    assert rcpts == ["app@sender.test"] and sender == "<>", (rcpts, sender)
+    m = email.message_from_string(data, policy=email.policy.default)
+    assert m.get_content_type() == "multipart/report"
+    assert m.get_param("report-type") == "delivery-status"
+    assert m["Auto-Submitted"] == "auto-replied"
+    text, status, headers = m.get_payload()
+    assert "nobody1@example.test" in text.get_content()
+    assert status.get_content_type() == "message/delivery-status"
+    groups = status.get_payload()     # per-message, then per-recipient
+    assert groups[0]["Reporting-MTA"] == "dns; mr.test"
+    per_rcpt = {g["Final-Recipient"]: g for g in groups[1:]}
+    assert set(per_rcpt) == {"rfc822; nobody1@example.test",
+                             "rfc822; nobody2@example.test"}, per_rcpt
+    for g in per_rcpt.values():
+        assert g["Action"] == "failed" and g["Status"] == "5.1.1", g
+        assert g["Diagnostic-Code"].startswith("smtp; 550"), g
+    assert headers.get_content_type() == "text/rfc822-headers"
+    original = headers.get_payload()
+    assert "Subject: injected 7" in str(original), original
+    assert "Line one." not in data          # header only, no body
+    recs = read_accounting(d.acct, "csv")
+    bounced = sorted(r["recipient"] for r in recs if r["type"] == "bounced")
+    assert bounced == ["nobody1@example.test", "nobody2@example.test",
+                       "nobody3@example.test"], bounced
