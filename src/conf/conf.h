@@ -215,6 +215,7 @@ struct mr_config {
 
 	/* [inject] (SPEC D17, D8) */
 	char		*inject_listen;
+	char		*inject_http_listen;
 	char		*inject_tls_cert;
 	char		*inject_tls_key;
 	struct conf_list inject_trusted_networks;

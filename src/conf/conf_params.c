@@ -356,6 +356,12 @@ const struct conf_param conf_params[] = {
 	  OFF(inject_listen),
 	  "Address the daemon accepts mail on over ESMTP for relay, "
 	  "ADDR:PORT (port 25 when left out); empty: no SMTP injection." },
+	{ "inject", "http_listen", CONF_STRING, "", 0, 0, NULL,
+	  OFF(inject_http_listen),
+	  "Address of the injection's HTTP status endpoint, ADDR:PORT: GET "
+	  "/status (backlog, backpressure, governor, destinations) and GET "
+	  "/metrics (Prometheus), for clients in inject.trusted_networks "
+	  "only; empty: none." },
 	{ "inject", "tls_cert", CONF_STRING, "", 0, 0, NULL,
 	  OFF(inject_tls_cert),
 	  "PEM certificate chain for STARTTLS; with tls_key. Empty: no "

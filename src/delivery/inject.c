@@ -23,6 +23,7 @@
 
 #include <event2/buffer.h>
 #include <event2/event.h>
+#include <event2/http.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
@@ -43,6 +44,7 @@
 #include "delivery/shape.h"
 #include "net/cidr.h"
 #include "net/conn.h"
+#include "net/http.h"
 #include "net/listen.h"
 #include "smtps/smtps.h"
 #include "spool/spool.h"
@@ -99,6 +101,8 @@ struct injector {
 	const struct mr_config	*cfg;
 	struct event_base	*base;
 	struct net_listener	*lis;
+	struct evhttp		*http;		/* status endpoint, or NULL */
+	char			 http_addr[64];
 	SSL_CTX			*tls_srv;
 	struct smtps_params	 sp_params;
 	struct net_cidr		*trusted;
@@ -138,6 +142,7 @@ struct injector {
 };
 
 static void inject_flush(struct injector *in);
+static void inject_http_cb(struct evhttp_request *req, void *arg);
 
 /* ---------------------------------------------------------------- */
 /* Backpressure                                                     */
@@ -887,6 +892,17 @@ inject_open(const struct mr_config *cfg, struct mr_buf *err, int *ex_r)
 		*ex_r = EX_UNAVAILABLE;
 		goto fail;
 	}
+	if (*cfg->inject_http_listen != '\0') {
+		in->http = net_http_listen(in->base, cfg->inject_http_listen,
+		    0, in->http_addr, sizeof(in->http_addr), err);
+		if (in->http == NULL) {
+			mr_buf_puts(err, " (inject.http_listen)");
+			*ex_r = EX_UNAVAILABLE;
+			goto fail;
+		}
+		evhttp_set_allowed_methods(in->http, EVHTTP_REQ_GET);
+		evhttp_set_gencb(in->http, inject_http_cb, in);
+	}
 	in->tick = event_new(in->base, -1, EV_PERSIST, inject_tick_cb, in);
 	*ex_r = 0;
 	return in;
@@ -948,6 +964,8 @@ inject_status(struct injector *in, struct mr_buf *out)
 
 	spool_stats(in->spool, &st);
 	mr_buf_printf(out, "smtp-listen: %s\n", net_listener_addr(in->lis));
+	if (in->http != NULL)
+		mr_buf_printf(out, "http-listen: %s\n", in->http_addr);
 	mr_buf_printf(out, "spool: %s (%" PRIu64 " messages, %" PRIu64
 	    " bytes)\n", in->spool_dir, st.messages, st.bytes);
 	mr_buf_printf(out, "recovered: %" PRIu64 " messages, %" PRIu64
@@ -957,6 +975,85 @@ inject_status(struct injector *in, struct mr_buf *out)
 	    "resume below %lld%%%s)\n", relay_pending(in->relay),
 	    cfg->inject_backlog_max, cfg->inject_backlog_resume,
 	    cfg->inject_max_drain_time ? ", or by drain time" : "");
+}
+
+/*
+ * inject_http_cb - GET /status: the state as "key: value" lines (what
+ * the daemon prints at start, now, with backpressure, counters and the
+ * destinations); GET /metrics: counters and gauges for Prometheus.
+ * Trusted networks only.  On the listener's loop, like the tick that
+ * updates what it reads.
+ */
+static void
+inject_http_cb(struct evhttp_request *req, void *arg)
+{
+	struct injector *in = arg;
+	struct campaign *c = &in->camp;
+	struct evhttp_connection *conn = evhttp_request_get_connection(req);
+	const struct sockaddr *peer = conn ?
+	    evhttp_connection_get_addr(conn) : NULL;
+	const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(
+	    req));
+	struct evbuffer *body = evbuffer_new();
+	struct mr_buf b = MR_BUF_INIT;
+	int code = 200;
+
+	if (peer == NULL || !net_cidr_match(in->trusted, in->ntrusted,
+	    peer)) {
+		code = 403;
+		mr_buf_puts(&b, "not allowed\n");
+	} else if (path != NULL && strcmp(path, "/status") == 0) {
+		inject_status(in, &b);
+		mr_buf_printf(&b, "state: %s\ndelivery-rate: %.1f/s\n"
+		    "sessions-in: %u\naccepted: %" PRIu64 "\nrefused: %"
+		    PRIu64 "\ndelivered: %" PRIu64 "\nbounced: %" PRIu64
+		    "\ndeferrals: %" PRIu64 "\nsessions-out: %u\n",
+		    in->paused ? "paused" : "accepting", in->rate, in->nsess,
+		    in->accepted, in->refused, (uint64_t)atomic_load(
+		    &c->delivered), (uint64_t)atomic_load(&c->bounced),
+		    (uint64_t)atomic_load(&c->deferrals),
+		    (unsigned)atomic_load(&c->sessions));
+		shaper_status_text(c->shaper, mr_clock_ms(), 50, &b);
+	} else if (path != NULL && strcmp(path, "/metrics") == 0) {
+		mr_buf_printf(&b,
+		    "# TYPE mailroom_inject_backlog gauge\n"
+		    "mailroom_inject_backlog %" PRIu64 "\n"
+		    "# TYPE mailroom_inject_paused gauge\n"
+		    "mailroom_inject_paused %d\n"
+		    "# TYPE mailroom_inject_sessions gauge\n"
+		    "mailroom_inject_sessions %u\n"
+		    "# TYPE mailroom_inject_accepted_total counter\n"
+		    "mailroom_inject_accepted_total %" PRIu64 "\n"
+		    "# TYPE mailroom_inject_refused_total counter\n"
+		    "mailroom_inject_refused_total %" PRIu64 "\n"
+		    "# TYPE mailroom_relay_delivered_total counter\n"
+		    "mailroom_relay_delivered_total %" PRIu64 "\n"
+		    "# TYPE mailroom_relay_bounced_total counter\n"
+		    "mailroom_relay_bounced_total %" PRIu64 "\n"
+		    "# TYPE mailroom_relay_deferrals_total counter\n"
+		    "mailroom_relay_deferrals_total %" PRIu64 "\n"
+		    "# TYPE mailroom_relay_sessions gauge\n"
+		    "mailroom_relay_sessions %u\n"
+		    "# TYPE mailroom_relay_slots gauge\n"
+		    "mailroom_relay_slots %u\n",
+		    relay_pending(in->relay), in->paused ? 1 : 0, in->nsess,
+		    in->accepted, in->refused,
+		    (uint64_t)atomic_load(&c->delivered),
+		    (uint64_t)atomic_load(&c->bounced),
+		    (uint64_t)atomic_load(&c->deferrals),
+		    (unsigned)atomic_load(&c->sessions),
+		    (unsigned)atomic_load(&c->slots));
+	} else {
+		code = 404;
+		mr_buf_puts(&b, "GET /status or /metrics\n");
+	}
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	    "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+	evbuffer_add(body, b.data, b.len);
+	evhttp_send_reply(req, code, code == 200 ? "OK" : code == 403 ?
+	    "Forbidden" : "Not Found", body);
+	evbuffer_free(body);
+	mr_buf_release(&b);
 }
 
 /* inject_shutdown_cb - on the listener's loop: stop listening, tell the
@@ -970,6 +1067,10 @@ inject_shutdown_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	net_listener_free(&in->lis);
+	if (in->http != NULL) {
+		evhttp_free(in->http);
+		in->http = NULL;
+	}
 	for (is = LIST_FIRST(&in->sessions); is != NULL; is = next) {
 		next = LIST_NEXT(is, link);
 		smtps_shutdown(is->s);
@@ -1036,6 +1137,8 @@ inject_close(struct injector **inp)
 	if (in->tls_srv)
 		SSL_CTX_free(in->tls_srv);
 	net_listener_free(&in->lis);
+	if (in->http != NULL)
+		evhttp_free(in->http);
 	if (in->tick)
 		event_free(in->tick);
 	if (in->sync_ev)

@@ -949,28 +949,9 @@ runner_pace(struct runner *r, uint64_t now)
 static void
 runner_status(struct runner *r, struct mr_buf *out)
 {
-	struct shape_status st[10];
-	size_t n, i;
-	char rate[32];
-
 	mr_buf_printf(out, "governor: %s\n", pace_line(&r->pace));
-	if (r->camp.shaper == NULL)
-		return;
-	n = shaper_status(r->camp.shaper, mr_clock_ms(), st, 10);
-	mr_buf_printf(out, "destinations: %zu\n", n);
-	for (i = 0; i < n && i < 10; i++) {
-		if (st[i].rate > 0)
-			snprintf(rate, sizeof(rate), "%.2f/s", st[i].rate);
-		else
-			snprintf(rate, sizeof(rate), "unlimited");
-		mr_buf_printf(out, "destination: %s%s%s connections=%u "
-		    "limit=%.1f max=%u rate=%s per_connection=%u cuts=%llu "
-		    "paused=%llums accepted=%.1f/s\n", st[i].name,
-		    st[i].source[0] ? " source=" : "", st[i].source,
-		    st[i].connections, st[i].conn_limit, st[i].max_connections,
-		    rate, st[i].per_connection, (unsigned long long)st[i].cuts,
-		    (unsigned long long)st[i].paused_ms, st[i].accepted_rate);
-	}
+	if (r->camp.shaper != NULL)
+		shaper_status_text(r->camp.shaper, mr_clock_ms(), 10, out);
 }
 
 /*

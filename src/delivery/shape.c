@@ -1064,3 +1064,29 @@ shape_acct_cb(void *arg, const struct shape_change *ch)
 	rec.reply = reply;
 	acct_write(a, &rec);
 }
+
+void
+shaper_status_text(struct shaper *sh, uint64_t now, size_t max,
+    struct mr_buf *out)
+{
+	struct shape_status *st = xcalloc(max ? max : 1, sizeof(*st));
+	size_t n, i;
+	char rate[32];
+
+	n = shaper_status(sh, now, st, max);
+	mr_buf_printf(out, "destinations: %zu\n", n);
+	for (i = 0; i < n && i < max; i++) {
+		if (st[i].rate > 0)
+			snprintf(rate, sizeof(rate), "%.2f/s", st[i].rate);
+		else
+			snprintf(rate, sizeof(rate), "unlimited");
+		mr_buf_printf(out, "destination: %s%s%s connections=%u "
+		    "limit=%.1f max=%u rate=%s per_connection=%u cuts=%llu "
+		    "paused=%llums accepted=%.1f/s\n", st[i].name,
+		    st[i].source[0] ? " source=" : "", st[i].source,
+		    st[i].connections, st[i].conn_limit, st[i].max_connections,
+		    rate, st[i].per_connection, (unsigned long long)st[i].cuts,
+		    (unsigned long long)st[i].paused_ms, st[i].accepted_rate);
+	}
+	free(st);
+}

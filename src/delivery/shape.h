@@ -173,5 +173,9 @@ struct shape_status {
  * destinations there are. */
 size_t shaper_status(struct shaper *sh, uint64_t now, struct shape_status *st,
     size_t max);
+/* shaper_status_text - "destinations: N" and a "destination: ..." line
+ * for each of the first max, appended to out (summaries, status). */
+void shaper_status_text(struct shaper *sh, uint64_t now, size_t max,
+    struct mr_buf *out);
 
 #endif

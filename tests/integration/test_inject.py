@@ -365,10 +365,15 @@ def test_kill_9_loses_no_accepted_message(daemon, receivers, tmp_path):
 def test_backpressure_pauses_and_resumes(daemon, receivers):
     """D8: the sink is down, the backlog reaches inject.backlog_max, MAIL
     gets 452 4.3.1 and new sessions 421 4.3.2; once the sink is back the
-    backlog drains, injection resumes, and everything is delivered."""
+    backlog drains, injection resumes, and everything is delivered.  The
+    status endpoint (curl) shows the state, backlog and thresholds all
+    along."""
     port = free_port("127.0.0.2")
+    hport = free_port("127.0.0.1")
     d = daemon({"example.test": f"127.0.0.2:{port}"}, extra=[
-        "-o", "inject.backlog_max=40", "-o", "inject.backlog_resume=50"])
+        "-o", "inject.backlog_max=40", "-o", "inject.backlog_resume=50",
+        "-o", f"inject.http_listen=127.0.0.1:{hport}"])
+    assert f"http-listen: 127.0.0.1:{hport}" in d.run.stdout
     sent = []
     with d.smtp() as s:
         for n in range(200):
@@ -384,6 +389,10 @@ def test_backpressure_pauses_and_resumes(daemon, receivers):
         d.smtp()
     assert ei.value.smtp_code == 421 and b"4.3.2" in ei.value.smtp_error
     assert "event=backpressure state=paused" in d.run.stderr
+    st = _curl(hport, "/status")
+    assert "state: paused" in st and \
+        "backlog: 40 recipients (pause at 40, resume below 50%)" in st, st
+    assert "mailroom_inject_paused 1" in _curl(hport, "/metrics")
     rc = receivers("fast", port=port)
     _wait_acct(d.acct, 40, timeout=60)
 
@@ -398,9 +407,45 @@ def test_backpressure_pauses_and_resumes(daemon, receivers):
     assert wait_until(resumed, timeout=30)
     assert "event=backpressure state=resumed" in d.run.stderr
     _wait_acct(d.acct, 41)
+    st = _curl(hport, "/status")
+    assert "state: accepting" in st and "delivered: 41" in st, st
+    m = _curl(hport, "/metrics")
+    assert "mailroom_inject_paused 0" in m and \
+        "mailroom_relay_delivered_total 41" in m, m
     d.stop()
     got = {a for _, a in rc.stop()["accepted"]}
     assert got == set(sent) | {"after@example.test"}
+
+
+def _curl(port, path, source="127.0.0.1"):
+    """GET path from the daemon's status endpoint with curl: the body."""
+    p = subprocess.run(["curl", "-sS", "--interface", source,
+                        "-o", "-", "-w", "\n%{http_code}",
+                        f"http://127.0.0.1:{port}{path}"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    body, _, code = p.stdout.rpartition("\n")
+    return body if code == "200" else f"HTTP {code}: {body}"
+
+
+def test_status_endpoint_for_trusted_networks_only(daemon, receivers):
+    rc = receivers("fast")
+    hport = free_port("127.0.0.1")
+    d = daemon({"example.test": rc.address}, extra=[
+        "-o", "inject.trusted_networks=127.0.0.1/32",
+        "-o", f"inject.http_listen=127.0.0.1:{hport}"])
+    assert _curl(hport, "/status", source="127.0.0.3").startswith(
+        "HTTP 403")
+    assert _curl(hport, "/nothing").startswith("HTTP 404")
+    st = _curl(hport, "/status")
+    assert "state: accepting" in st and "governor: interval=" in st, st
+    p = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w",
+                        "%{http_code}", "-X", "DELETE",
+                        f"http://127.0.0.1:{hport}/status"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.stdout == "501", p     # libevent: a method not allowed
+    d.stop()
+    rc.stop()
 
 
 def _inject_streams(d, tag, clients, n):
