@@ -80,6 +80,7 @@ struct iauth {
 	size_t			 passl;
 	bool			 ok;
 	bool			 temp;		/* could not check: 454 */
+	bool			 other;		/* to act as someone else */
 	STAILQ_ENTRY(iauth)	 link;
 };
 
@@ -359,7 +360,9 @@ inject_auth_thread(void *arg)
 		job->temp = st == NULL ||
 		    account_check_password(st, job->user, job->pass,
 		    job->passl, &ok) != 0;
-		job->ok = ok;
+		/* Acting as another account is not ours to grant: refused
+		 * as a failure, after the same work. */
+		job->ok = ok && !job->other;
 		OPENSSL_cleanse(job->pass, job->passl);
 		pthread_mutex_lock(&in->amu);
 		STAILQ_INSERT_TAIL(&in->adone, job, link);
@@ -503,6 +506,8 @@ inject_on_auth(struct smtps *s, void *arg, const struct smtps_auth_req *req)
 	job = xcalloc(1, sizeof(*job));
 	job->is = is;
 	job->user = xstrdup(req->user);
+	job->other = req->authzid != NULL && *req->authzid != '\0' &&
+	    strcmp(req->authzid, req->user) != 0;
 	job->pass = xmalloc(req->passl + 1);
 	memcpy(job->pass, req->pass, req->passl);
 	job->pass[req->passl] = '\0';

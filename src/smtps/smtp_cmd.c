@@ -2,6 +2,7 @@
  * smtp_cmd.c - the SMTP server's command table and line parser, SASL
  * response decoding and DATA line rules (see smtp_cmd.h).
  */
+#include <ctype.h>
 #include <string.h>
 #include <strings.h>
 
@@ -110,6 +111,11 @@ smtp_path(const char *p, size_t n, size_t *i, struct smtp_cmd *cmd,
 			return SMTP_PARSE_ADDR;
 		}
 		start = (size_t)(colon - p) + 1;
+		/* A route to nothing is not the null path "<>". */
+		if (start == end) {
+			*why_r = "Syntax: a source route needs a mailbox";
+			return SMTP_PARSE_ADDR;
+		}
 	}
 	cmd->addr = p + start;
 	cmd->addrl = end - start;
@@ -338,7 +344,13 @@ smtp_cmd_parse(const char *line, size_t len, struct smtp_cmd *cmd,
 		}
 		return SMTP_PARSE_OK;
 	case SMTP_A_DOMAIN:
-		if (alen == 0 || alen > SMTP_DOMAIN_MAX) {
+		/* A domain or an address literal: it goes into our Received
+		 * header, so nothing else (no comment, no second word). */
+		for (i = 0; i < alen; i++)
+			if (!isalnum((unsigned char)args[i]) &&
+			    strchr(".-_:[]", args[i]) == NULL)
+				break;
+		if (alen == 0 || alen > SMTP_DOMAIN_MAX || i < alen) {
 			*why_r = v == SMTP_HELO ? "Syntax: HELO hostname" :
 			    "Syntax: EHLO hostname";
 			return SMTP_PARSE_SYNTAX;

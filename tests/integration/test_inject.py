@@ -175,6 +175,14 @@ def test_no_open_relay_and_auth_over_tls(mailroom, daemon, receivers,
             _auth_plain(s, "nobody", "bad")
         with pytest.raises(smtplib.SMTPServerDisconnected):
             s.noop()
+    # The right password does not let "app" act as another account.
+    import base64
+    with d.smtp() as s:
+        s.starttls(context=ctx)
+        s.ehlo("client.test")
+        code, _ = s.docmd("AUTH", "PLAIN " + base64.b64encode(
+            b"boss\0app\0s3cret-pw").decode())
+        assert code == 535, code
     # The store holds a verifier, never the password.
     import sqlite3
     con = sqlite3.connect(store)
