@@ -1327,7 +1327,11 @@ engine_kick_host(struct engine *e, struct ehost *h)
 			break;
 		}
 	}
-	if (e->stopping || e->paused || h->down_until > mr_clock_ms())
+	/* Held by its shaper (a rate, a back-off, its connection limit) or
+	 * short of slots: a new session would only wait too; the wake
+	 * timer or the tick kicks it again. */
+	if (e->stopping || e->paused || h->down_until > mr_clock_ms() ||
+	    h->wake_at != 0)
 		return;
 	/* Sessions for the transactions queued, not for each recipient:
 	 * batched recipients share one. */
