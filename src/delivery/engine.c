@@ -1288,17 +1288,42 @@ engine_max_sessions(const struct engine *e)
 static bool
 engine_open_more(struct engine *e, struct ehost *h)
 {
-	unsigned nsrc = shaper_pool_nsources(e->camp->shaper, h->pool), i, src;
+	const struct shaper *sh = e->camp->shaper;
+	unsigned nsrc = shaper_pool_nsources(sh, h->pool), i, src, fit = 0;
 	uint64_t now = mr_clock_ms(), wake, soonest = 0;
+	const struct sockaddr *sa;
+	unsigned len;
 
 	for (i = 0; i < nsrc; i++) {
 		src = (h->next_src + i) % nsrc;
+		/* An IPv4 source cannot reach an IPv6 host, nor the reverse. */
+		sa = shaper_source(sh, shaper_pool_source(sh, h->pool, src),
+		    &len);
+		if (sa != NULL && sa->sa_family != h->ss.ss_family)
+			continue;
+		fit++;
 		if (shape_conn_acquire(h->sd[src], now, &wake)) {
 			h->next_src = (src + 1) % nsrc;
 			return engine_open_session(e, h, src);
 		}
 		if (wake != 0 && (soonest == 0 || wake < soonest))
 			soonest = wake;
+	}
+	if (fit == 0) {
+		struct smtpc_end end;
+		char why[256];
+
+		/* Not from another address: a pool is what the operator
+		 * allows this mail to leave from. */
+		snprintf(why, sizeof(why), "no source address of %s's "
+		    "family in the source pool", h->addr);
+		memset(&end, 0, sizeof(end));
+		end.err = -EAFNOSUPPORT;
+		snprintf(end.esc, sizeof(end.esc), "4.4.1");
+		end.text = why;
+		if (h->nsess == 0)
+			engine_host_down(e, h, &end);
+		return false;
 	}
 	/* Without a time, only a closing session can make room; it may be
 	 * another engine's, so ask again at the tick. */

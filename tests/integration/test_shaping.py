@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from peers import assert_accounting_sane, run_send
+from peers import assert_accounting_sane, read_accounting, run_send
 
 TEMPLATE = ("From: news@sender.test\nTo: {{email}}\nSubject: Hello "
             "{{name}}\n\nDear {{name}},\nthis is for you alone.\n")
@@ -412,6 +412,25 @@ def test_source_pools_per_campaign(mailroom, tmp_path, receivers, how,
     assert set(st["peers"]) == want, st["peers"]
     if want != {"127.0.0.5"}:
         assert "event=pool pool=" in r.stderr, r.stderr[-2000:]
+
+
+def test_pool_without_the_hosts_address_family(mailroom, tmp_path,
+                                               receivers):
+    """A pool of IPv4 addresses cannot reach an IPv6-only host: the mail
+    is not sent from some other address of the machine; the host counts
+    as down with a reason that says why, and the recipient ends as the
+    retry rules say."""
+    rc = receivers("fast", host="::1")
+    r = run_send(mailroom, tmp_path / "run", template=TEMPLATE,
+                 rows=_rows({"v6.test": 1}),
+                 routes={"v6.test": f"[::1]:{rc.port}"},
+                 opts={"shaping.source": "127.0.0.5"}, timeout=60)
+    rc.stop()
+    recs = read_accounting(tmp_path / "run" / "accounting.csv", "csv")
+    assert recs and all("no source address of [::1]" in x["reply"]
+                        for x in recs if x["type"] != "delivered"), recs
+    assert not [x for x in recs if x["type"] == "delivered"], recs
+    assert r.rc == 0, r
 
 
 @pytest.mark.parametrize("args,message", [
