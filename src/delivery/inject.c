@@ -899,7 +899,7 @@ inject_open(const struct mr_config *cfg, struct mr_buf *err, int *ex_r)
 	}
 	if (*cfg->inject_http_listen != '\0') {
 		in->http = net_http_listen(in->base, cfg->inject_http_listen,
-		    0, in->http_addr, sizeof(in->http_addr), err);
+		    80, 0, in->http_addr, sizeof(in->http_addr), err);
 		if (in->http == NULL) {
 			mr_buf_puts(err, " (inject.http_listen)");
 			*ex_r = EX_UNAVAILABLE;

@@ -15,8 +15,9 @@
 #define NET_HTTP_TIMEOUT_S	30
 
 struct evhttp *
-net_http_listen(struct event_base *base, const char *text, size_t max_body,
-    char *addr_r, size_t size, struct mr_buf *err)
+net_http_listen(struct event_base *base, const char *text,
+    unsigned default_port, size_t max_body, char *addr_r, size_t size,
+    struct mr_buf *err)
 {
 	struct sockaddr_storage ss;
 	struct evhttp_bound_socket *bs;
@@ -25,7 +26,7 @@ net_http_listen(struct event_base *base, const char *text, size_t max_body,
 	socklen_t len;
 	unsigned port;
 
-	if (net_addr_parse(text, 80, 1, &ss, &len, err) != 0)
+	if (net_addr_parse(text, default_port, 1, &ss, &len, err) != 0)
 		return NULL;
 	if (ss.ss_family == AF_INET6) {
 		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;

@@ -19,11 +19,13 @@ struct evhttp;
 
 /*
  * net_http_listen - an evhttp server listening on text ("host:port",
- * "[v6]:port"; port 0: the kernel's choice) accepting at most max_body
+ * "[v6]:port", or a host and default_port; port 0: the kernel's choice)
+ * accepting at most max_body
  * bytes of request body; the address it got goes into addr_r (size
  * bytes).  NULL with a sentence in err.
  */
 struct evhttp *net_http_listen(struct event_base *base, const char *text,
-    size_t max_body, char *addr_r, size_t size, struct mr_buf *err);
+    unsigned default_port, size_t max_body, char *addr_r, size_t size,
+    struct mr_buf *err);
 
 #endif

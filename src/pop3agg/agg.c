@@ -28,6 +28,7 @@
 #include "core/xalloc.h"
 #include "net/cidr.h"
 #include "net/conn.h"
+#include "net/http.h"
 #include "net/listen.h"
 #include "pop3/pop3_cmd.h"
 #include "pop3/pop3c.h"
@@ -1725,9 +1726,6 @@ int
 agg_start(struct agg *a, struct mr_buf *err)
 {
 	const struct mr_config *cfg = a->cfg;
-	struct evhttp_bound_socket *bs;
-	struct sockaddr_storage ss;
-	socklen_t len;
 
 	a->lis = net_listen(a->base, cfg->pop3_proxy_listen, 110, 1024,
 	    agg_accept, a, err);
@@ -1739,45 +1737,11 @@ agg_start(struct agg *a, struct mr_buf *err)
 		return -1;
 	if (*cfg->pop3_proxy_http_listen == '\0')
 		return 0;
-	if (net_addr_parse(cfg->pop3_proxy_http_listen, 0, 1, &ss, &len,
-	    err) != 0)
+	a->http = net_http_listen(a->base, cfg->pop3_proxy_http_listen, 0,
+	    4096, a->http_addr, sizeof(a->http_addr), err);
+	if (a->http == NULL)
 		return -1;
-	a->http = evhttp_new(a->base);
 	evhttp_set_gencb(a->http, agg_http_cb, a);
-	evhttp_set_timeout(a->http, 10);
-	evhttp_set_max_body_size(a->http, 4096);
-	{
-		char host[INET6_ADDRSTRLEN];
-		unsigned port;
-
-		if (ss.ss_family == AF_INET6) {
-			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->
-			    sin6_addr, host, sizeof(host));
-			port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-		} else {
-			inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->
-			    sin_addr, host, sizeof(host));
-			port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-		}
-		bs = evhttp_bind_socket_with_handle(a->http, host,
-		    (ev_uint16_t)port);
-		if (bs == NULL) {
-			mr_buf_printf(err, "cannot listen on %s for HTTP",
-			    cfg->pop3_proxy_http_listen);
-			return -1;
-		}
-		len = sizeof(ss);
-		getsockname(evhttp_bound_socket_get_fd(bs),
-		    (struct sockaddr *)&ss, &len);
-		if (ss.ss_family == AF_INET6)
-			snprintf(a->http_addr, sizeof(a->http_addr), "[%s]:%u",
-			    host, ntohs(((struct sockaddr_in6 *)&ss)->
-			    sin6_port));
-		else
-			snprintf(a->http_addr, sizeof(a->http_addr), "%s:%u",
-			    host, ntohs(((struct sockaddr_in *)&ss)->
-			    sin_port));
-	}
 	return 0;
 }
 

@@ -19,6 +19,7 @@
 #include "core/xalloc.h"
 #include "net/cidr.h"
 #include "net/conn.h"
+#include "net/http.h"
 #include "net/listen.h"
 #include "pop3edge/edge.h"
 #include "pop3edge/notify.h"
@@ -376,42 +377,13 @@ static int
 notify_http_start(struct edge_notify *n, const char *text,
     struct mr_buf *err)
 {
-	struct sockaddr_storage ss;
-	struct evhttp_bound_socket *bs;
-	char host[INET6_ADDRSTRLEN];
-	socklen_t len;
-	unsigned port;
-
-	if (net_addr_parse(text, 80, 1, &ss, &len, err) != 0)
+	n->http = net_http_listen(n->base, text, 80, NOTIFY_BODY_MAX,
+	    n->http_addr, sizeof(n->http_addr), err);
+	if (n->http == NULL)
 		return -1;
-	if (ss.ss_family == AF_INET6) {
-		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-
-		inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
-		port = ntohs(s6->sin6_port);
-	} else {
-		struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-
-		inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
-		port = ntohs(s4->sin_port);
-	}
-	n->http = evhttp_new(n->base);
-	evhttp_set_max_body_size(n->http, NOTIFY_BODY_MAX);
-	evhttp_set_max_headers_size(n->http, 16384);
-	evhttp_set_timeout(n->http, 30);
 	evhttp_set_allowed_methods(n->http, EVHTTP_REQ_GET | EVHTTP_REQ_PUT |
 	    EVHTTP_REQ_POST);
 	evhttp_set_gencb(n->http, http_request, n);
-	bs = evhttp_bind_socket_with_handle(n->http, host, (ev_uint16_t)port);
-	if (bs == NULL) {
-		mr_buf_printf(err, "cannot listen on %s for HTTP", text);
-		return -1;
-	}
-	len = sizeof(ss);
-	if (getsockname(evhttp_bound_socket_get_fd(bs), (struct sockaddr *)&ss,
-	    &len) == 0)
-		mr_sockaddr_format((struct sockaddr *)&ss, n->http_addr,
-		    sizeof(n->http_addr));
 	return 0;
 }
 
