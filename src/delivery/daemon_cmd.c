@@ -38,6 +38,7 @@
 #include "delivery/cstore.h"
 #include "delivery/inject.h"
 #include "delivery/runner.h"
+#include "delivery/shape.h"
 #include "pop3edge/pop3_serve.h"
 
 #define DAEMON_SLOTS_MAX	64
@@ -58,6 +59,9 @@ struct daemon_slot {
 };
 
 static atomic_bool daemon_stop;
+/* One shaper for everything the daemon sends: its limits per source and
+ * destination hold across campaigns and the relay together. */
+static struct shaper *daemon_shaper;
 
 static void
 daemon_usage(FILE *fp)
@@ -75,6 +79,10 @@ daemon_usage(FILE *fp)
 	    "mailroom send, another machine's daemon) is taken over\nfrom "
 	    "where its progress was recorded.  SIGTERM or SIGINT stops "
 	    "cleanly:\ncampaigns in progress are given back as scheduled.\n"
+	    "Traffic shaping ([shaping], [destination], [pool]) comes from "
+	    "the daemon's\nown configuration and is shared: the limits per "
+	    "source and destination\nhold for all its campaigns and the "
+	    "relay together.\n"
 	    "With pop3_proxy.listen set it also runs the POP3 proxy (edge or, "
 	    "with\npop3_proxy.aggregate, aggregating) on a thread of its own; "
 	    "its addresses\nare printed as \"listen: ...\" lines.\n"
@@ -145,6 +153,7 @@ daemon_run(void *arg)
 	ro.stop = &slot->stop;
 	ro.out = stdout;
 	ro.prog = "daemon";
+	ro.shaper = daemon_shaper;
 	slot->ex = runner_run(&ro, &slot->end, &slot->summary, &slot->err);
 	atomic_store(&slot->finished, true);
 	return NULL;
@@ -454,6 +463,12 @@ daemon_cmd(int argc, char **argv)
 		fprintf(stderr, "mailroom daemon: %s\n", mr_buf_cstr(&err));
 		goto out;
 	}
+	daemon_shaper = shaper_new(&cfg, NULL, NULL, &err);
+	if (daemon_shaper == NULL) {
+		fprintf(stderr, "mailroom daemon: %s\n", mr_buf_cstr(&err));
+		ex = EX_CONFIG;
+		goto out;
+	}
 	/* The POP3 proxy role, when configured: its own loop and thread. */
 	if (*cfg.pop3_proxy_listen != '\0') {
 		signal(SIGPIPE, SIG_IGN);
@@ -472,7 +487,7 @@ daemon_cmd(int argc, char **argv)
 	if (*cfg.inject_listen != '\0') {
 		signal(SIGPIPE, SIG_IGN);
 		signal(SIGXFSZ, SIG_IGN);
-		inj = inject_open(&cfg, &err, &ex);
+		inj = inject_open(&cfg, daemon_shaper, &err, &ex);
 		if (inj == NULL || inject_start(inj, &err) != 0) {
 			fprintf(stderr, "mailroom daemon: smtp injection: %s\n",
 			    mr_buf_cstr(&err));
@@ -528,6 +543,7 @@ daemon_cmd(int argc, char **argv)
 	pop3_serve_close(&pop3);
 	printf("mailroom daemon: stopped\n");
 out:
+	shaper_free(&daemon_shaper);
 	store_close(&s);
 	conf_release(&cfg);
 	conf_cli_release(&cl);

@@ -113,6 +113,7 @@ struct injector {
 	struct relay		*relay;
 	struct campaign		 camp;
 	struct pace		 pace;		/* its governor (tick) */
+	struct shaper		*shared_shaper;	/* the daemon's, or NULL */
 	struct engine		*engines[INJECT_WORKERS_MAX];
 	pthread_t		 threads[INJECT_WORKERS_MAX];
 	unsigned		 nworkers;
@@ -755,7 +756,8 @@ inject_recover_cb(void *arg, const struct spool_message *m)
 }
 
 struct injector *
-inject_open(const struct mr_config *cfg, struct mr_buf *err, int *ex_r)
+inject_open(const struct mr_config *cfg, struct shaper *shaper,
+    struct mr_buf *err, int *ex_r)
 {
 	struct injector *in = xcalloc(1, sizeof(*in));
 	struct campaign *c = &in->camp;
@@ -854,7 +856,12 @@ inject_open(const struct mr_config *cfg, struct mr_buf *err, int *ex_r)
 		if (c->tls_ctx == NULL)
 			goto fail;
 	}
-	c->shaper = shaper_new(cfg, shape_acct_cb, c->acct, err);
+	if ((in->shared_shaper = shaper) != NULL) {
+		c->shaper = shaper;
+		if (c->acct != NULL)
+			(void)shaper_subscribe(shaper, shape_acct_cb, c->acct);
+	} else
+		c->shaper = shaper_new(cfg, shape_acct_cb, c->acct, err);
 	if (c->shaper == NULL)
 		goto fail;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > 256 + 64)
@@ -1134,7 +1141,11 @@ inject_close(struct injector **inp)
 	}
 	relay_free(&in->relay);
 	spool_close(&in->spool);
-	shaper_free(&in->camp.shaper);
+	if (in->shared_shaper != NULL)
+		shaper_unsubscribe(in->shared_shaper, shape_acct_cb,
+		    in->camp.acct);
+	else
+		shaper_free(&in->camp.shaper);
 	if (in->camp.acct != NULL)
 		(void)acct_close(&in->camp.acct);
 	if (in->camp.tls_ctx)

@@ -44,13 +44,17 @@
 
 struct injector;
 
+struct shaper;
+
 /*
  * inject_open - the spool (recovered), the relay, the delivery loops and
- * the listener, per cfg (borrowed, must outlive it).  NULL with a message
- * in err and a sysexits code in *ex_r.
+ * the listener, per cfg (borrowed, must outlive it).  The relay shapes
+ * with shaper (borrowed, shared with the daemon's campaigns; it must
+ * outlive the injector), or its own when NULL.  NULL with a message in
+ * err and a sysexits code in *ex_r.
  */
-struct injector *inject_open(const struct mr_config *cfg, struct mr_buf *err,
-    int *ex_r);
+struct injector *inject_open(const struct mr_config *cfg,
+    struct shaper *shaper, struct mr_buf *err, int *ex_r);
 /* inject_start - run the listener and the delivery loops on threads. */
 int inject_start(struct injector *in, struct mr_buf *err);
 /* inject_status - "key: value" lines: listener, backlog, thresholds. */

@@ -88,6 +88,7 @@ struct runner {
 
 	/* The performance governor and the retry limit (D9, D6). */
 	struct pace		 pace;
+	bool			 subscribed;	/* to a shared shaper */
 };
 
 /* ---------------------------------------------------------------- */
@@ -1168,6 +1169,10 @@ runner_release(struct runner *r)
 	for (i = 0; i < r->nworkers; i++)
 		engine_free(&r->engines[i]);
 	recovery_free(&r->rec);
+	/* A shared shaper outlives the run: it stops writing to our
+	 * accounting file before that closes. */
+	if (r->o->shaper != NULL && r->subscribed)
+		shaper_unsubscribe(r->o->shaper, shape_acct_cb, r->camp.acct);
 	if (r->camp.acct != NULL) {
 		int code = acct_close(&r->camp.acct);
 
@@ -1178,7 +1183,8 @@ runner_release(struct runner *r)
 	}
 	if (r->camp.tls_ctx)
 		SSL_CTX_free(r->camp.tls_ctx);
-	shaper_free(&r->camp.shaper);
+	if (r->o->shaper == NULL)
+		shaper_free(&r->camp.shaper);
 	free(r->camp.dom);
 	tmpl_free(&r->tmpl);
 	list_free(&r->list);
@@ -1192,6 +1198,7 @@ runner_run(const struct runner_opts *o, enum runner_end *end_r,
 {
 	struct runner r;
 	const struct conf_pool *pool;
+	int pi;
 	unsigned char rnd[6];
 	int ex;
 
@@ -1235,7 +1242,15 @@ runner_run(const struct runner_opts *o, enum runner_end *end_r,
 			goto out;
 		}
 	}
-	r.camp.shaper = shaper_new(r.cfg, shape_acct_cb, r.camp.acct, err);
+	/* The daemon's shaper, shared by everything it sends (limits per
+	 * source and destination hold across campaigns), or our own. */
+	if (o->shaper != NULL) {
+		r.camp.shaper = o->shaper;
+		r.subscribed = r.camp.acct == NULL ||
+		    shaper_subscribe(o->shaper, shape_acct_cb, r.camp.acct);
+	} else
+		r.camp.shaper = shaper_new(r.cfg, shape_acct_cb, r.camp.acct,
+		    err);
 	if (r.camp.shaper == NULL) {
 		ex = EX_CONFIG;
 		goto out;
@@ -1245,7 +1260,15 @@ runner_run(const struct runner_opts *o, enum runner_end *end_r,
 	pool = conf_pool_for(r.cfg, o->rec != NULL ? o->rec->name : NULL,
 	    o->rec != NULL && o->rec->account != NULL && *o->rec->account ?
 	    o->rec->account : r.cfg->send_account);
-	r.camp.pool = shaper_pool_of(r.camp.shaper, pool);
+	if ((pi = shaper_pool_named(r.camp.shaper, pool != NULL ? pool->name :
+	    *r.cfg->send_pool ? r.cfg->send_pool : NULL)) < 0) {
+		mr_buf_printf(err, "send.pool: there is no [pool %s] section "
+		    "in the daemon's configuration", pool != NULL ?
+		    pool->name : r.cfg->send_pool);
+		ex = EX_CONFIG;
+		goto out;
+	}
+	r.camp.pool = (unsigned)pi;
 	if (pool != NULL)
 		mr_log_info("send", "event=pool pool=%s sources=%u",
 		    pool->name, shaper_pool_nsources(r.camp.shaper,

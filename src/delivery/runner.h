@@ -28,6 +28,8 @@
 #include "core/mr_buf.h"
 #include "store/store.h"
 
+struct shaper;
+
 struct runner_progress {
 	uint64_t	total;		/* recipients to reach a final state */
 	uint64_t	done;		/* reached it in this run */
@@ -55,6 +57,9 @@ struct runner_opts {
 	atomic_bool		*stop;		/* raised to stop the run */
 	FILE			*out;		/* notes: in-flight-at-crash */
 	const char		*prog;		/* for messages: "send" */
+	/* The daemon's shaper, shared by all it sends (NULL: the run
+	 * makes its own from cfg). */
+	struct shaper		*shaper;
 };
 
 enum runner_end {

@@ -86,10 +86,20 @@ struct shape_dest {
 	uint64_t		 cuts;
 };
 
+/* Who hears of changes: the shaper's user, or each campaign sharing it. */
+#define SHAPE_SUBS_MAX	64
+
+struct shape_sub {
+	shape_change_cb		*cb;
+	void			*arg;
+};
+
 struct shaper {
 	const struct mr_config	*cfg;
-	shape_change_cb		*cb;
-	void			*cb_arg;
+	pthread_mutex_t		 subs_mu;	/* a leaf: taken under a
+						 * destination's lock */
+	struct shape_sub	 subs[SHAPE_SUBS_MAX];
+	unsigned		 nsubs;
 	struct shape_rules	 global;
 	struct shape_rules	*dest_rules;	/* by cfg->shaping_dests index */
 	struct sockaddr_storage	*src;
@@ -225,8 +235,9 @@ shaper_new(const struct mr_config *cfg, shape_change_cb *cb, void *cb_arg,
 	size_t i, n;
 
 	sh->cfg = cfg;
-	sh->cb = cb;
-	sh->cb_arg = cb_arg;
+	pthread_mutex_init(&sh->subs_mu, NULL);
+	if (cb != NULL)
+		shaper_subscribe(sh, cb, cb_arg);
 	pthread_mutex_init(&sh->mu, NULL);
 	sh->index = mr_hmap_new(shape_dest_key_eq, sh);
 	sh->dest_rules = xcalloc(cfg->shaping_ndests ? cfg->shaping_ndests : 1,
@@ -300,6 +311,7 @@ shaper_free(struct shaper **shp)
 	free(sh->src);
 	free(sh->srclen);
 	pthread_mutex_destroy(&sh->mu);
+	pthread_mutex_destroy(&sh->subs_mu);
 	free(sh);
 	*shp = NULL;
 }
@@ -314,6 +326,18 @@ shaper_pool_of(const struct shaper *sh, const struct conf_pool *pl)
 	i = (size_t)(pl - sh->cfg->pools);
 	MR_ASSERT(i < sh->cfg->npools);
 	return (unsigned)i + 1;
+}
+
+int
+shaper_pool_named(const struct shaper *sh, const char *name)
+{
+	const struct conf_pool *pl;
+
+	if (name == NULL || *name == '\0')
+		return 0;
+	if ((pl = conf_pool_find(sh->cfg, name)) == NULL)
+		return -1;
+	return (int)shaper_pool_of(sh, pl);
 }
 
 const char *
@@ -439,12 +463,13 @@ shape_changed(struct shape_dest *d, const char *what, const char *before,
     bool report)
 {
 	struct shape_change ch;
+	unsigned i;
 
 	mr_log_info("shape", "dest=%s source=%s event=limit what=%s "
 	    "from=%s to=%s reason=%s", d->name,
 	    d->sh->srcname[d->src][0] ? d->sh->srcname[d->src] : "-", what,
 	    before, after, mr_q(reason, (size_t)-1));
-	if (!report || d->sh->cb == NULL)
+	if (!report)
 		return;
 	memset(&ch, 0, sizeof(ch));
 	ch.dest = d->name;
@@ -455,7 +480,40 @@ shape_changed(struct shape_dest *d, const char *what, const char *before,
 	ch.reason = reason;
 	ch.code = code;
 	ch.dsn = dsn ? dsn : "";
-	d->sh->cb(d->sh->cb_arg, &ch);
+	pthread_mutex_lock(&d->sh->subs_mu);
+	for (i = 0; i < d->sh->nsubs; i++)
+		d->sh->subs[i].cb(d->sh->subs[i].arg, &ch);
+	pthread_mutex_unlock(&d->sh->subs_mu);
+}
+
+bool
+shaper_subscribe(struct shaper *sh, shape_change_cb *cb, void *arg)
+{
+	bool ok;
+
+	pthread_mutex_lock(&sh->subs_mu);
+	if ((ok = sh->nsubs < SHAPE_SUBS_MAX)) {
+		sh->subs[sh->nsubs].cb = cb;
+		sh->subs[sh->nsubs].arg = arg;
+		sh->nsubs++;
+	}
+	pthread_mutex_unlock(&sh->subs_mu);
+	return ok;
+}
+
+void
+shaper_unsubscribe(struct shaper *sh, shape_change_cb *cb, void *arg)
+{
+	unsigned i;
+
+	pthread_mutex_lock(&sh->subs_mu);
+	for (i = 0; i < sh->nsubs; i++) {
+		if (sh->subs[i].cb == cb && sh->subs[i].arg == arg) {
+			sh->subs[i] = sh->subs[--sh->nsubs];
+			break;
+		}
+	}
+	pthread_mutex_unlock(&sh->subs_mu);
 }
 
 /* ---------------------------------------------------------------- */

@@ -80,6 +80,13 @@ shape_change_cb shape_acct_cb;
 struct shaper *shaper_new(const struct mr_config *cfg, shape_change_cb *cb,
     void *cb_arg, struct mr_buf *err);
 void shaper_free(struct shaper **shp);
+/*
+ * shaper_subscribe - cb(arg) hears of every change as well (a campaign
+ * sharing the daemon's shaper, for its accounting file); false when
+ * SHAPE_SUBS_MAX listen already.  shaper_unsubscribe() before arg goes.
+ */
+bool shaper_subscribe(struct shaper *sh, shape_change_cb *cb, void *arg);
+void shaper_unsubscribe(struct shaper *sh, shape_change_cb *cb, void *arg);
 
 /*
  * Source pools ([pool NAME] sections): pool 0 is shaping.source; a
@@ -88,6 +95,9 @@ void shaper_free(struct shaper **shp);
  * named by two pools is one source, with one set of limits.
  */
 unsigned shaper_pool_of(const struct shaper *sh, const struct conf_pool *pl);
+/* shaper_pool_named - pool NAME of the shaper's configuration (NULL or
+ * "": 0, shaping.source), or -1 when it has none of that name. */
+int shaper_pool_named(const struct shaper *sh, const char *name);
 const char *shaper_pool_name(const struct shaper *sh, unsigned pool);
 unsigned shaper_pool_nsources(const struct shaper *sh, unsigned pool);
 unsigned shaper_pool_source(const struct shaper *sh, unsigned pool,

@@ -233,3 +233,32 @@ def test_pause_stops_a_running_campaign_and_resume_finishes_it(
     records = read_accounting(acct)
     assert [r["type"] for r in records].count("delivered") == 2000
     assert list(records[0].keys()) == ACCOUNTING_FIELDS
+
+
+def test_campaigns_at_once_share_the_destinations_limits(mailroom, tmp_path,
+                                                         receivers):
+    """One shaper for all the daemon sends: two campaigns running at once
+    to one destination with max_connections = 2 open at most 2
+    connections between them (each on its own could open 2)."""
+    rc = receivers("slow", delay=0.05)
+    cfg = tmp_path / "mailroom.conf"
+    cfg.write_text(f"[destination {rc.address}]\nmax_connections = 2\n"
+                   "adaptive = no\n")
+    tmpl, lst = _inputs(tmp_path, 60, domains=3)
+    store = tmp_path / "st.db"
+    for name in ("first", "second"):
+        _add(mailroom, store, name, tmpl, lst, f"*={rc.address}",
+             tmp_path / f"{name}.csv", "now", "--config", str(cfg))
+    d = Daemon(mailroom, store, tmp_path / "d.log", "--config", str(cfg),
+               "-o", "daemon.max_campaigns=2")
+    try:
+        assert wait_until(lambda: _done(mailroom, store, "first") and
+                          _done(mailroom, store, "second"), 90)
+    finally:
+        assert d.kill(signal.SIGTERM) == 0
+    st = rc.stop()
+    assert len(st["accepted"]) == 120
+    assert st["max_open"] <= 2, st["max_open"]
+    log = (tmp_path / "d.log").read_text()
+    assert "campaign first started" in log and \
+        "campaign second started" in log, log
