@@ -26,6 +26,7 @@
 #define RELAY_CHUNK		(1u << RELAY_CHUNK_SHIFT)
 #define RELAY_CHUNKS		16384		/* 64 M entries */
 #define RELAY_NONE		UINT32_MAX
+#define RELAY_DOMAIN_MAX	255		/* octets, RFC 5321 4.5.3.1.2 */
 
 /* A recipient that bounced, kept for the notification. */
 struct rfail {
@@ -189,26 +190,33 @@ relay_slot(void **chunks, size_t size, uint32_t *n, uint32_t *free_head,
 	return 0;
 }
 
-/* relay_domain - the id of the domain of addr (lower case) for source
- * pool pool (lock held). */
+/*
+ * relay_domain - the id of the domain of addr (lower case) for source
+ * pool pool (lock held).  The name is lower-cased into a buffer on the
+ * stack and copied only when the domain is new: a domain has at most
+ * RELAY_DOMAIN_MAX octets (RFC 5321 4.5.3.1.2); a longer one, should
+ * one come, is lower-cased on the heap instead.
+ */
 static uint32_t
 relay_domain(struct relay *r, const char *addr, unsigned pool)
 {
-	const char *at = strrchr(addr, '@');
+	const char *at = strrchr(addr, '@'), *name = at ? at + 1 : "";
+	char stack[RELAY_DOMAIN_MAX + 1];
 	struct rdom k, *d;
 	uint32_t v;
 	uint64_t h;
-	size_t n, i;
+	size_t n = strlen(name), i;
 
-	k.name = xstrdup(at ? at + 1 : "");
+	k.name = n < sizeof(stack) ? stack : xmalloc(n + 1);
 	k.pool = pool;
-	n = strlen(k.name);
 	for (i = 0; i < n; i++)
-		k.name[i] = (char)tolower((unsigned char)k.name[i]);
+		k.name[i] = (char)tolower((unsigned char)name[i]);
+	k.name[n] = '\0';
 	h = mr_hash(k.name, n) ^ ((uint64_t)pool * 0x9e3779b97f4a7c15ULL);
 	v = mr_hmap_find(r->dindex, h, &k, sizeof(k));
 	if (v != MR_HMAP_NONE) {
-		free(k.name);
+		if (k.name != stack)
+			free(k.name);
 		return v;
 	}
 	v = r->ndomains;
@@ -216,7 +224,8 @@ relay_domain(struct relay *r, const char *addr, unsigned pool)
 		r->doms[v >> RELAY_CHUNK_SHIFT] = xcalloc(RELAY_CHUNK,
 		    sizeof(struct rdom));
 	d = relay_dom(r, v);
-	*d = k;
+	d->name = k.name == stack ? xstrdup(stack) : k.name;
+	d->pool = pool;
 	r->ndomains++;
 	mr_hmap_put(r->dindex, h, d, sizeof(*d), v);
 	return v;
