@@ -23,6 +23,10 @@
 /* The most of the original header quoted; longer ones are cut at a line
  * boundary. */
 #define DSN_HEADERS_MAX	(32 * 1024)
+/* The most of the original that dsn_build() looks at (the header's cut
+ * looks two octets past DSN_HEADERS_MAX for the blank line): a caller
+ * may supply just that much. */
+#define DSN_MESSAGE_MAX	(DSN_HEADERS_MAX + 2)
 
 struct dsn_rcpt {
 	const char	*addr;		/* the forward-path as given */
@@ -39,7 +43,9 @@ struct dsn_report {
 	time_t			 arrival;	/* when it was accepted */
 	time_t			 now;
 	const char		*token;		/* random, [A-Za-z0-9] */
-	const unsigned char	*message;	/* the original, for its header */
+	const unsigned char	*message;	/* the original, for its header
+						 * (DSN_MESSAGE_MAX octets of it
+						 * suffice) */
 	size_t			 message_len;
 	const struct dsn_rcpt	*rcpts;
 	size_t			 nrcpts;

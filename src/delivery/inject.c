@@ -69,6 +69,7 @@ struct iwait {
 	char			*client;
 	char			**rcpt;
 	size_t			 nrcpt;
+	unsigned		 pool;		/* its source pool */
 	TAILQ_ENTRY(iwait)	 link;
 };
 
@@ -89,6 +90,7 @@ struct isess {
 	struct smtps		*s;
 	struct iwait		*wait;
 	struct iauth		*auth;
+	unsigned		 pool;		/* the account's, from AUTH */
 	LIST_ENTRY(isess)	 link;
 };
 
@@ -223,21 +225,31 @@ inject_wait_free(struct iwait *w)
 	free(w);
 }
 
-/* inject_deliver - hand message id's recipients to the delivery loops. */
+/*
+ * inject_pool - the source pool of mail sent as account: the pool naming
+ * it ([pool] account = NAME), or 0 (shaping.source) for none or "".  A
+ * scan of every pool's accounts: once per session (at AUTH) or per
+ * recovered message, never per message sent.
+ */
+static unsigned
+inject_pool(const struct injector *in, const char *account)
+{
+	return shaper_pool_of(in->camp.shaper, conf_pool_naming(in->cfg, NULL,
+	    account));
+}
+
+/* inject_deliver - hand message id's recipients, from source pool pool
+ * (inject_pool()), to the delivery loops. */
 static int
 inject_deliver(struct injector *in, uint64_t id,
-    const struct spool_envelope *env, const uint32_t *idx)
+    const struct spool_envelope *env, const uint32_t *idx, unsigned pool)
 {
 	uint32_t *out = xcalloc(env->nrcpt ? env->nrcpt : 1, sizeof(*out));
 	struct msgsrc *src = &in->camp.src;
 	size_t i;
 	int code;
 
-	/* The sending account's pool ([pool] account = NAME), or
-	 * shaping.source. */
-	code = relay_add(in->relay, id, env, idx, shaper_pool_of(
-	    in->camp.shaper, conf_pool_naming(in->cfg, NULL, env->account)),
-	    out);
+	code = relay_add(in->relay, id, env, idx, pool, out);
 	if (code == 0)
 		for (i = 0; i < env->nrcpt; i++)
 			engine_post(in->engines[src->ops->domain(src->arg,
@@ -268,7 +280,8 @@ inject_flush(struct injector *in)
 			env.client = w->client;
 			env.rcpt = (const char *const *)w->rcpt;
 			env.nrcpt = w->nrcpt;
-			if (inject_deliver(in, w->id, &env, NULL) != 0)
+			if (inject_deliver(in, w->id, &env, NULL, w->pool) !=
+			    0)
 				mr_log_err("inject", "event=relay-full id=%016"
 				    PRIx64 " note=\"kept in the spool for the "
 				    "next start\"", w->id);
@@ -410,6 +423,7 @@ inject_auth_done_cb(evutil_socket_t fd, short what, void *arg)
 				    SMTPS_AUTH_TEMPFAIL, 0);
 			} else if (job->ok) {
 				f->failures = 0;
+				job->is->pool = inject_pool(in, job->user);
 				mr_log_info("inject", "session=%s event=auth "
 				    "user=%s", smtps_id(job->is->s),
 				    mr_q(job->user, (size_t)-1));
@@ -585,6 +599,9 @@ inject_on_message(struct smtps *s, void *arg,
 	for (i = 0; i < env->nrcpts; i++)
 		w->rcpt[i] = xstrdup(env->rcpts[i]);
 	w->nrcpt = env->nrcpts;
+	/* The pool found at AUTH; a session not (or no longer, after
+	 * STARTTLS) authenticated sends as account "", from pool 0. */
+	w->pool = env->auth_user != NULL ? is->pool : 0;
 	is->wait = w;
 	TAILQ_INSERT_TAIL(&in->waiting, w, link);
 	inject_flush(in);
@@ -705,8 +722,10 @@ inject_bounce(void *arg, uint64_t id, const char *mail_from,
 	token[sizeof(rnd)] = '\0';
 	snprintf(qid, sizeof(qid), "%016" PRIx64, id);
 	/* The original's header, if it can be read; the report goes out
-	 * without it otherwise. */
-	if (spool_read_message(in->spool, id, &orig, &err) == 0) {
+	 * without it otherwise.  Only the head of the body is read: all the
+	 * report quotes of a message of up to inject.max_message_size. */
+	if (spool_read_head(in->spool, id, DSN_MESSAGE_MAX, &orig,
+	    &err) == 0) {
 		rep.message = orig.body;
 		rep.message_len = orig.body_len;
 	}
@@ -731,7 +750,7 @@ inject_bounce(void *arg, uint64_t id, const char *mail_from,
 	code = spool_append_message(in->spool, &env, msg.data, msg.len, &err,
 	    &nid, &ticket);
 	if (code == 0)
-		code = inject_deliver(in, nid, &env, NULL);
+		code = inject_deliver(in, nid, &env, NULL, 0);
 	if (code != 0)
 		mr_log_err("inject", "event=dsn-failed id=%s to=%s error=%s",
 		    qid, mr_q(mail_from, (size_t)-1), mr_q(mr_buf_cstr(&err),
@@ -749,7 +768,8 @@ inject_recover_cb(void *arg, const struct spool_message *m)
 {
 	struct injector *in = arg;
 
-	if (inject_deliver(in, m->id, &m->env, m->rcpt_idx) != 0)
+	if (inject_deliver(in, m->id, &m->env, m->rcpt_idx,
+	    inject_pool(in, m->env.account)) != 0)
 		mr_log_err("inject", "event=recover-full id=%016" PRIx64,
 		    m->id);
 	return 0;

@@ -41,6 +41,8 @@
 #define SPOOL_FIELD_MAX		4096		/* an envelope string */
 #define SPOOL_LAZY_MS		1000		/* done marks wait this long */
 #define SPOOL_NAME_LEN		26		/* "spool-" 16 hex ".seg" */
+#define SPOOL_HEAD_GUESS	4096		/* header and envelope, first
+						 * guess of spool_read_head() */
 
 enum spool_rec_type {
 	SPOOL_REC_MESSAGE = 1,
@@ -211,6 +213,16 @@ spool_rec_check(const struct spool_rec_hdr *h, const void *payload)
 	return spool_rec_finish(&st, h);
 }
 
+/* spool_rec_hdr_ok - is h a record header we write (its check aside)? */
+static bool
+spool_rec_hdr_ok(const struct spool_rec_hdr *h)
+{
+	return h->magic == SPOOL_REC_MAGIC && h->version == SPOOL_VERSION &&
+	    h->flags == 0 && h->reserved == 0 &&
+	    (h->type == SPOOL_REC_MESSAGE || h->type == SPOOL_REC_RCPT_DONE) &&
+	    h->len <= SPOOL_FORMAT_MAX;
+}
+
 /*
  * spool_rec_ok - is there a whole, valid record at map[pos]?  Fills *h_r.
  */
@@ -221,12 +233,7 @@ spool_rec_ok(const unsigned char *map, size_t pos, size_t size,
 	if (pos > size || size - pos < SPOOL_HDR)
 		return false;
 	memcpy(h_r, map + pos, SPOOL_HDR);
-	if (h_r->magic != SPOOL_REC_MAGIC || h_r->version != SPOOL_VERSION ||
-	    h_r->flags != 0 || h_r->reserved != 0 ||
-	    (h_r->type != SPOOL_REC_MESSAGE &&
-	    h_r->type != SPOOL_REC_RCPT_DONE))
-		return false;
-	if (h_r->len > SPOOL_FORMAT_MAX || h_r->len > size - pos - SPOOL_HDR)
+	if (!spool_rec_hdr_ok(h_r) || h_r->len > size - pos - SPOOL_HDR)
 		return false;
 	return spool_rec_check(h_r, map + pos + SPOOL_HDR) == h_r->check;
 }
@@ -284,15 +291,20 @@ spool_get_field(const unsigned char **pp, const unsigned char *end,
 	return true;
 }
 
+/*
+ * spool_parse_message - take apart a MESSAGE payload of len bytes of
+ * which the first avail are at p: the envelope must lie within them, the
+ * body may be cut (pm->body points at what there is of it).
+ */
 static bool
-spool_parse_message(const unsigned char *p, size_t len,
+spool_parse_message(const unsigned char *p, size_t len, size_t avail,
     struct spool_parsed *pm)
 {
-	const unsigned char *end = p + len;
+	const unsigned char *start = p, *end = p + avail;
 	const char *s;
 	uint32_t i;
 
-	if (len < sizeof(pm->fix))
+	if (avail > len || avail < sizeof(pm->fix))
 		return false;
 	memcpy(&pm->fix, p, sizeof(pm->fix));
 	p += sizeof(pm->fix);
@@ -306,7 +318,7 @@ spool_parse_message(const unsigned char *p, size_t len,
 	for (i = 0; i < pm->fix.nrcpt; i++)
 		if (!spool_get_field(&p, end, &s))
 			return false;
-	if (pm->fix.body_len != (uint64_t)(end - p))
+	if (pm->fix.body_len != (uint64_t)(len - (size_t)(p - start)))
 		return false;
 	pm->body = p;
 	return true;
@@ -1069,9 +1081,16 @@ spool_message_release(struct spool_message *m)
 	memset(m, 0, sizeof(*m));
 }
 
-/* spool_fill - point m's fields into its raw record; false if bad. */
+/*
+ * spool_fill - point m's fields into its raw record, of which raw_ holds
+ * the first raw_.len of rec_len bytes, the body cut to max_body; false if
+ * bad or, when the record is not all there, if its envelope is not.  A
+ * whole record is verified; the check of a cut one covers bytes not
+ * read, so only its structure is.
+ */
 static bool
-spool_fill(struct spool_message *m, uint64_t id, const uint64_t *bits)
+spool_fill(struct spool_message *m, uint64_t id, const uint64_t *bits,
+    size_t rec_len, size_t max_body)
 {
 	const unsigned char *raw = (const unsigned char *)m->raw_.data;
 	const unsigned char *p, *end;
@@ -1079,12 +1098,22 @@ spool_fill(struct spool_message *m, uint64_t id, const uint64_t *bits)
 	struct spool_rec_hdr h;
 	const char **rcpt;
 	uint32_t *idx;
-	size_t need, n = 0;
+	size_t need, got, n = 0;
 	uint32_t i;
 
-	if (!spool_rec_ok(raw, 0, m->raw_.len, &h) || h.id != id ||
-	    h.type != SPOOL_REC_MESSAGE || SPOOL_HDR + h.len != m->raw_.len ||
-	    !spool_parse_message(raw + SPOOL_HDR, h.len, &pm))
+	if (m->raw_.len == rec_len) {
+		if (!spool_rec_ok(raw, 0, m->raw_.len, &h))
+			return false;
+	} else {
+		if (m->raw_.len < SPOOL_HDR)
+			return false;
+		memcpy(&h, raw, SPOOL_HDR);
+		if (!spool_rec_hdr_ok(&h))
+			return false;
+	}
+	if (h.id != id || h.type != SPOOL_REC_MESSAGE ||
+	    SPOOL_HDR + h.len != rec_len || !spool_parse_message(raw +
+	    SPOOL_HDR, h.len, m->raw_.len - SPOOL_HDR, &pm))
 		return false;
 	need = pm.fix.nrcpt * (sizeof(char *) + sizeof(uint32_t));
 	if (m->veccap_ < need) {
@@ -1105,6 +1134,7 @@ spool_fill(struct spool_message *m, uint64_t id, const uint64_t *bits)
 		rcpt[n] = s;
 		idx[n++] = i;
 	}
+	got = m->raw_.len - (size_t)(pm.body - raw);
 	m->id = id;
 	m->env.received = pm.fix.received;
 	m->env.flags = pm.fix.flags;
@@ -1116,19 +1146,55 @@ spool_fill(struct spool_message *m, uint64_t id, const uint64_t *bits)
 	m->rcpt_idx = idx;
 	m->nrcpt_total = pm.fix.nrcpt;
 	m->body = pm.body;
-	m->body_len = (size_t)pm.fix.body_len;
+	m->body_len = got < max_body ? got : max_body;
 	return true;
+}
+
+/* spool_pread - read the record at off on to want bytes in b. */
+static int
+spool_pread(int fd, uint64_t off, size_t want, struct mr_buf *b)
+{
+	ssize_t n;
+
+	mr_buf_reserve(b, want - b->len);
+	while (b->len < want) {
+		n = pread(fd, b->data + b->len, want - b->len,
+		    (off_t)(off + b->len));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		b->len += (size_t)n;
+	}
+	b->data[b->len] = '\0';
+	return 0;
+}
+
+/* spool_head_len - of a record of len bytes, guess bytes of header and
+ * envelope and max_body of body, or all of it. */
+static size_t
+spool_head_len(size_t len, size_t guess, size_t max_body)
+{
+	if (guess >= len || max_body >= len - guess)
+		return len;
+	return guess + max_body;
 }
 
 int
 spool_read_message(struct spool *sp, uint64_t id, struct spool_message *m,
     struct mr_buf *err)
 {
+	return spool_read_head(sp, id, SIZE_MAX, m, err);
+}
+
+int
+spool_read_head(struct spool *sp, uint64_t id, size_t max_body,
+    struct spool_message *m, struct mr_buf *err)
+{
 	struct spool_msg *sm;
 	uint64_t *bits, off, seq;
-	size_t nwords, len, got = 0;
+	size_t nwords, len, want, guess = SPOOL_HEAD_GUESS;
 	uint32_t slot;
-	ssize_t n;
 	int fd, r = 0;
 
 	pthread_mutex_lock(&sp->mu);
@@ -1159,26 +1225,22 @@ spool_read_message(struct spool *sp, uint64_t id, struct spool_message *m,
 	seq = sm->seg->seq;
 	pthread_mutex_unlock(&sp->mu);
 
+	/* The envelope's length is known once it is read: a guess at it,
+	 * doubled until the envelope fits (or the record is all read). */
 	mr_buf_reset(&m->raw_);
-	mr_buf_reserve(&m->raw_, len);
-	while (got < len) {
-		n = pread(fd, m->raw_.data + got, len - got,
-		    (off_t)(off + got));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			r = n < 0 ? -errno : -EIO;
+	for (;;) {
+		want = spool_head_len(len, guess, max_body);
+		if ((r = spool_pread(fd, off, want, &m->raw_)) != 0)
+			break;
+		if (spool_fill(m, id, bits, len, max_body))
+			break;
+		if (want == len) {
+			r = MR_EINVAL_INPUT;
 			break;
 		}
-		got += (size_t)n;
+		guess = guess > len / 2 ? len : guess * 2;
 	}
 	close(fd);
-	if (r == 0) {
-		m->raw_.len = len;
-		m->raw_.data[len] = '\0';
-		if (!spool_fill(m, id, bits))
-			r = MR_EINVAL_INPUT;
-	}
 	free(bits);
 	if (r != 0) {
 		mr_buf_reset(&m->raw_);
@@ -1279,7 +1341,8 @@ spool_apply(struct spool *sp, struct spool_seg *seg,
 	if (h->id > *max_id)
 		*max_id = h->id;
 	if (h->type == SPOOL_REC_MESSAGE) {
-		if (!spool_parse_message(payload, h->len, &pm) || h->id == 0)
+		if (!spool_parse_message(payload, h->len, h->len, &pm) ||
+		    h->id == 0)
 			return false;
 		if (spool_find(sp, h->id) != MR_HMAP_NONE) {
 			mr_log_err(SPOOL_MOD, "event=duplicate-id id=%016"

@@ -62,8 +62,9 @@
  * is held for one pwritev (append, done; plus creating a segment when one
  * is full) or a lookup, never for an fsync.
  * Appends and done marks write to the page cache only, so event-loop
- * threads may call them; spool_read_message() and spool_recover() read
- * files, spool_sync() waits for an fsync: not from an event loop.
+ * threads may call them; spool_read_message(), spool_read_head() and
+ * spool_recover() read files, spool_sync() waits for an fsync: not from
+ * an event loop.
  * Nothing here is an event-loop callback; the notifier runs on the sync
  * thread.
  *
@@ -206,6 +207,16 @@ int spool_rcpt_done(struct spool *sp, uint64_t id, uint32_t idx,
  * live, MR_EINVAL_INPUT when the record no longer verifies, -errno.
  */
 int spool_read_message(struct spool *sp, uint64_t id,
+    struct spool_message *m, struct mr_buf *err);
+/*
+ * spool_read_head - spool_read_message() for a look at the start of the
+ * body (the header a bounce quotes): m->body holds at most max_body
+ * bytes of it, m->body_len says how many, and only about that much of
+ * the record is read from disk.  A record read whole is verified as by
+ * spool_read_message(); the checksum of a longer one covers bytes not
+ * read, so only its structure is checked.  Same errors.
+ */
+int spool_read_head(struct spool *sp, uint64_t id, size_t max_body,
     struct spool_message *m, struct mr_buf *err);
 void spool_message_release(struct spool_message *m);
 

@@ -595,6 +595,24 @@ def test_relay_is_paced_by_the_governor(daemon, receivers):
     assert "slots=2.00->2.00" in decisions[0], decisions[0]
 
 
+def _vip_pool(mailroom, tmp_path):
+    """Account vip (password pool-pw-1) in a new store, sending from
+    [pool vip] (127.0.0.8); everyone else from shaping.source
+    (127.0.0.5).  The store, the daemon's extra arguments (that
+    configuration, a TLS certificate) and a client TLS context."""
+    cert, key = make_cert(tmp_path, cn="mr.test")
+    store = tmp_path / "store.db"
+    _account_add(mailroom, store, "vip", "pool-pw-1")
+    cfg = tmp_path / "mailroom.conf"
+    cfg.write_text("[shaping]\nsource = 127.0.0.5\n"
+                   "[pool vip]\nsource = 127.0.0.8\naccount = vip\n")
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return store, ["--config", str(cfg), "-o", f"inject.tls_cert={cert}",
+                   "-o", f"inject.tls_key={key}"], ctx
+
+
 def test_authenticated_mail_goes_out_from_its_accounts_pool(
         mailroom, daemon, receivers, tmp_path):
     """[pool NAME] account = ...: mail injected by an account goes out
@@ -602,18 +620,8 @@ def test_authenticated_mail_goes_out_from_its_accounts_pool(
     AUTH from shaping.source, even to the same domain at the same time
     (each pool has its own queue for the domain)."""
     rc = receivers("fast")
-    cert, key = make_cert(tmp_path, cn="mr.test")
-    store = tmp_path / "store.db"
-    _account_add(mailroom, store, "vip", "pool-pw-1")
-    cfg = tmp_path / "mailroom.conf"
-    cfg.write_text("[shaping]\nsource = 127.0.0.5\n"
-                   "[pool vip]\nsource = 127.0.0.8\naccount = vip\n")
-    d = daemon({"example.test": rc.address}, store=store, extra=[
-        "--config", str(cfg),
-        "-o", f"inject.tls_cert={cert}", "-o", f"inject.tls_key={key}"])
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
+    store, extra, ctx = _vip_pool(mailroom, tmp_path)
+    d = daemon({"example.test": rc.address}, store=store, extra=extra)
     vip = [f"v{n}@example.test" for n in range(20)]
     plain = [f"p{n}@example.test" for n in range(20)]
     with d.smtp() as a, d.smtp() as b:
@@ -685,3 +693,56 @@ def test_bounce_goes_back_to_the_sender_as_a_dsn(daemon, receivers):
     bounced = sorted(r["recipient"] for r in recs if r["type"] == "bounced")
     assert bounced == ["nobody1@example.test", "nobody2@example.test",
                        "nobody3@example.test"], bounced
+
+
+def test_bounce_of_a_large_message_quotes_only_its_header(daemon,
+                                                         receivers):
+    """The DSN of a message far larger than the part it quotes (the
+    header, up to 32 KiB) is built from the head of the spooled message
+    alone: its header is there, nothing of its body."""
+    rc = receivers("fast", keep=True, reject_prefix="nobody")
+    d = daemon({"example.test": rc.address, "sender.test": rc.address},
+               extra=["-o", "general.log_level=info"])
+    body = "".join(f"body line {n:06d} of a large message\r\n"
+                   for n in range(40000))           # about 1.4 MB
+    with d.smtp() as s:
+        assert s.sendmail("app@sender.test", ["nobody@example.test"],
+                          "From: app@sender.test\r\nTo: nobody@example.test"
+                          "\r\nSubject: large one\r\n\r\n" + body) == {}
+    ok = wait_until(lambda: "event=dsn " in d.run.stderr, timeout=30)
+    assert ok, d.run.stderr[-3000:]
+    _wait_acct(d.acct, 1)       # the DSN itself
+    d.stop()
+    dsns = [data for _, data in rc.stop()["messages"]
+            if "multipart/report" in data]
+    assert len(dsns) == 1, len(dsns)
+    assert "Subject: large one" in dsns[0]
+    assert "body line" not in dsns[0]
+    assert len(dsns[0]) < 8192, len(dsns[0])
+
+
+def test_recovered_mail_keeps_its_accounts_pool(mailroom, daemon, receivers,
+                                                tmp_path):
+    """Mail an account injected, still in the spool at a restart, goes out
+    from that account's pool after it (the pool is found again from the
+    account recorded in the spool)."""
+    port = free_port("127.0.0.2")
+    store, extra, ctx = _vip_pool(mailroom, tmp_path)
+    # Nothing listens for example.test yet: the mail stays in the spool.
+    d = daemon({"example.test": f"127.0.0.2:{port}"}, store=store,
+               extra=extra, name="first")
+    vip = [f"v{n}@example.test" for n in range(5)]
+    with d.smtp() as a:
+        a.starttls(context=ctx)
+        _auth_plain(a, "vip", "pool-pw-1")
+        for v in vip:
+            assert a.sendmail("app@sender.test", [v],
+                              MSG.format(to=v, n=1)) == {}
+    d.run.kill()
+    rc = receivers("fast", port=port)
+    d2 = daemon({"example.test": rc.address}, store=store, extra=extra,
+                name="second", port=d.port)
+    _wait_acct(d2.acct, len(vip))
+    d2.stop()
+    peer = rc.stop()["rcpt_peer"]
+    assert {peer[v] for v in vip} == {"127.0.0.8"}, peer

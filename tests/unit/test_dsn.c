@@ -1,7 +1,8 @@
 /*
  * test_dsn.c - the delivery status notification: its structure, text
  * from elsewhere that cannot break out of a header field, the original
- * header quoted without the body, and long headers cut at a line.
+ * header quoted without the body, long headers cut at a line, and the
+ * head of the original (DSN_MESSAGE_MAX) as good as all of it.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -107,6 +108,38 @@ test_long_header_cut_at_a_line(void **state)
 	free(m);
 }
 
+/* DSN_MESSAGE_MAX octets of the original make the same report as all
+ * of it, wherever near the cut the header ends (LF or CRLF). */
+static void
+test_message_max_suffices(void **state)
+{
+	struct dsn_rcpt r = { "a@x.test", "5.1.1", 550, "no such user", NULL };
+	size_t n = DSN_HEADERS_MAX * 2, p, i;
+	char *m = malloc(n), *whole, *head;
+	int crlf;
+
+	(void)state;
+	assert_non_null(m);
+	for (crlf = 0; crlf < 2; crlf++) {
+		for (p = DSN_HEADERS_MAX - 4; p < DSN_HEADERS_MAX + 4; p++) {
+			for (i = 0; i < n; i++)
+				m[i] = i % 50 == 49 ? '\n' : 'a';
+			m[p] = '\n';
+			if (crlf) {
+				m[p + 1] = '\r';
+				m[p + 2] = '\n';
+			} else
+				m[p + 1] = '\n';
+			whole = build(&r, 1, m, n);
+			head = build(&r, 1, m, DSN_MESSAGE_MAX);
+			assert_string_equal(whole, head);
+			free(whole);
+			free(head);
+		}
+	}
+	free(m);
+}
+
 static void
 test_no_original(void **state)
 {
@@ -127,6 +160,7 @@ main(void)
 		cmocka_unit_test(test_reply_cannot_inject_fields),
 		cmocka_unit_test(test_long_header_cut_at_a_line),
 		cmocka_unit_test(test_no_original),
+		cmocka_unit_test(test_message_max_suffices),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -296,6 +296,65 @@ test_round_trip(void **state)
 	free(big);
 }
 
+/* spool_read_head: the start of the body, its envelope whole (one
+ * longer than the first guess at it), done marks honoured. */
+static void
+test_read_head(void **state)
+{
+	static const char small[] = "Subject: hi\r\n\r\nhello\r\n";
+	char *rcpt[300];
+	struct spool_message m;
+	struct spool *sp = open_spool(NULL);
+	unsigned char *big;
+	size_t big_len = 200 * 1024, i;
+	uint64_t id1, id2;
+
+	(void)state;
+	for (i = 0; i < 300; i++) {
+		rcpt[i] = malloc(64);
+		assert_non_null(rcpt[i]);
+		snprintf(rcpt[i], 64, "recipient-%03zu@some-domain.example.org",
+		    i);
+	}
+	big = malloc(big_len);
+	assert_non_null(big);
+	for (i = 0; i < big_len; i++)
+		big[i] = (unsigned char)(i * 2654435761u >> 13);
+	id1 = append(sp, "big@example.com", (const char *const *)rcpt, 300,
+	    big, big_len);
+	id2 = append(sp, "small@example.com", (const char *const *)rcpt, 1,
+	    small, sizeof(small) - 1);
+	assert_int_equal(spool_rcpt_done(sp, id1, 0, SPOOL_DELIVERED, NULL),
+	    0);
+
+	memset(&m, 0, sizeof(m));
+	assert_int_equal(spool_read_head(sp, id1, 100, &m, NULL), 0);
+	assert_int_equal(m.id, id1);
+	assert_int_equal(m.body_len, 100);
+	assert_memory_equal(m.body, big, 100);
+	assert_true(m.raw_.len < 32 * 1024);	/* not the whole record */
+	assert_string_equal(m.env.mail_from, "big@example.com");
+	assert_string_equal(m.env.account, "alice");
+	assert_int_equal(m.nrcpt_total, 300);
+	assert_int_equal(m.env.nrcpt, 299);
+	assert_int_equal(m.rcpt_idx[0], 1);
+	assert_string_equal(m.env.rcpt[298], rcpt[299]);
+	/* Reused for a message read whole: as spool_read_message(). */
+	assert_int_equal(spool_read_head(sp, id2, 4096, &m, NULL), 0);
+	assert_int_equal(m.body_len, sizeof(small) - 1);
+	assert_memory_equal(m.body, small, sizeof(small) - 1);
+	assert_int_equal(spool_read_head(sp, id2, 0, &m, NULL), 0);
+	assert_int_equal(m.body_len, 0);
+	assert_string_equal(m.env.rcpt[0], rcpt[0]);
+	assert_int_equal(spool_read_head(sp, id2 + 100, 10, &m, NULL),
+	    -ENOENT);
+	spool_message_release(&m);
+	spool_close(&sp);
+	for (i = 0; i < 300; i++)
+		free(rcpt[i]);
+	free(big);
+}
+
 static void
 test_done_marks_leave_pending(void **state)
 {
@@ -860,6 +919,8 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_round_trip, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_read_head, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_done_marks_leave_pending,
 		    setup, teardown),
