@@ -67,13 +67,16 @@ import tempfile
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "integration"))
+
+from procstat import cpu_seconds, descendants, stat_fields  # noqa: E402
+
 MAILROOM = os.environ.get("MAILROOM_BIN", str(ROOT / "build" / "mailroom"))
 SMTP_SOURCE = "/usr/sbin/smtp-source"
 SMTP_SINK = "/usr/sbin/smtp-sink"
 POSTFIX = "/usr/sbin/postfix"
 POSTQUEUE = "/usr/sbin/postqueue"
 FROM, TO = "from@example.test", "to@example.test"
-TICK = os.sysconf("SC_CLK_TCK")
 POLL = 0.01
 
 
@@ -101,41 +104,6 @@ def wait_port(host, port, proc=None, timeout=15.0):
         except OSError:
             time.sleep(0.05)
     raise RunFailed(f"nothing listens on {host}:{port} after {timeout} s")
-
-
-def stat_fields(pid):
-    try:
-        return pathlib.Path(f"/proc/{pid}/stat").read_text() \
-            .rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-
-
-def descendants(pid):
-    parent = {}
-    for e in os.listdir("/proc"):
-        if e.isdigit():
-            f = stat_fields(e)
-            if f:
-                parent[int(e)] = int(f[1])
-    found, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        kids = [c for c, pp in parent.items() if pp == p]
-        found += kids
-        todo += kids
-    return found
-
-
-def cpu_seconds(pid, tree=False):
-    """User + system seconds of pid (all its threads) and, with tree, of
-    its live descendants and of the children they all reaped."""
-    total = 0
-    for p in [pid] + (descendants(pid) if tree else []):
-        f = stat_fields(p)
-        if f:       # utime stime cutime cstime: fields 14-17, here 11-14
-            total += sum(int(x) for x in f[11:15 if tree else 13])
-    return total / TICK
 
 
 def alive(pid):

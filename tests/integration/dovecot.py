@@ -157,6 +157,10 @@ import pytest
 
 from conftest import free_port, server_factory
 from peers import wait_until
+from procstat import cmdline, descendants
+
+# bench/pop3.py imports these from here, by the names they had here.
+_cmdline, _descendants = cmdline, descendants
 
 DOVECOT = "/usr/sbin/dovecot"
 
@@ -335,7 +339,7 @@ class Dovecot:
         """Ask Dovecot to stop without waiting (stop() then waits): lets
         several instances take their second to stop at the same time."""
         if self.proc is not None and self._children is None:
-            self._children = _descendants(self.proc.pid)
+            self._children = descendants(self.proc.pid)
             if self.proc.poll() is None:
                 self.proc.terminate()
 
@@ -355,7 +359,7 @@ class Dovecot:
         title = f"dovecot-{self.instance}/"
         deadline = time.monotonic() + 5
         for pid in children:
-            while _cmdline(pid).startswith(title):
+            while cmdline(pid).startswith(title):
                 if time.monotonic() >= deadline:
                     try:
                         os.kill(pid, signal.SIGKILL)
@@ -593,35 +597,6 @@ class Dovecot:
         maildir = self.home(user) / "Maildir"
         return sum(len(os.listdir(maildir / sub))
                    for sub in ("new", "cur") if (maildir / sub).is_dir())
-
-
-def _descendants(pid):
-    """PIDs of every live descendant of pid (from /proc)."""
-    parent = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = pathlib.Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            # The field after "(comm)" is the state, then the parent PID.
-            parent[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
-    found, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        kids = [c for c, pp in parent.items() if pp == p]
-        found += kids
-        todo += kids
-    return found
-
-
-def _cmdline(pid):
-    """pid's command line ("" once it is gone)."""
-    try:
-        raw = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return ""
-    return raw.replace(b"\0", b" ").decode(errors="replace")
 
 
 # ------------------------------------------------------------ push receiver

@@ -18,9 +18,10 @@ import time
 
 import pytest
 
-from dovecot import Dovecot, PushReceiver, _cmdline, _descendants
+from dovecot import Dovecot, PushReceiver
 from dovecot import dovecot  # noqa: F401  (the fixture)
 from peers import make_cert, wait_until
+from procstat import cmdline, descendants
 
 
 class RawPop3:
@@ -141,11 +142,11 @@ def test_restart_then_stop_leaves_nothing_behind(dovecot, tmp_path):
     d = dovecot()
     d.deliver("alice")
     port, workdir = d.pop3_port, d.dir
-    master, children = d.proc.pid, _descendants(d.proc.pid)
+    master, children = d.proc.pid, descendants(d.proc.pid)
     assert children
     d.stop(cleanup=False)                   # the backend goes away...
-    assert not _cmdline(master)
-    assert all(not _cmdline(pid) for pid in children)
+    assert not cmdline(master)
+    assert all(not cmdline(pid) for pid in children)
     with pytest.raises(OSError):
         socket.create_connection((d.host, port), timeout=2).close()
     d.start()                               # ...and comes back, mail and all
@@ -156,10 +157,10 @@ def test_restart_then_stop_leaves_nothing_behind(dovecot, tmp_path):
     assert p.stat()[0] == 1
     p.quit()
     assert wait_until(lambda: d.pop3_logins("alice") == 1)
-    master, children = d.proc.pid, _descendants(d.proc.pid)
+    master, children = d.proc.pid, descendants(d.proc.pid)
     d.stop()
-    assert not _cmdline(master)
-    assert all(not _cmdline(pid) for pid in children)
+    assert not cmdline(master)
+    assert all(not cmdline(pid) for pid in children)
     assert not workdir.exists()
     # The log outlives the instance, for post-mortems.
     assert d.log_path.parent == tmp_path
