@@ -51,7 +51,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 
 from conftest import free_port  # noqa: E402
-from dovecot import Dovecot, _cmdline, _descendants  # noqa: E402
+from dovecot import Dovecot  # noqa: E402
+from procstat import cmdline, cpu_seconds as _cpu, descendants  # noqa: E402
 
 MAILROOM = os.environ.get("MAILROOM_BIN", str(ROOT / "build" / "mailroom"))
 NGINX = "/usr/sbin/nginx"
@@ -70,17 +71,7 @@ RELAY = None
 def cpu_seconds(pid):
     """User + system CPU seconds of pid and its descendants (and of the
     children they reaped)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for p in [pid] + _descendants(pid):
-        try:
-            fields = pathlib.Path(f"/proc/{p}/stat").read_text() \
-                .rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        # utime, stime, cutime, cstime: fields 14-17 (1-based), here 11-14
-        total += sum(int(x) for x in fields[11:15])
-    return total / tick
+    return _cpu(pid, tree=True)
 
 
 def compile_c(work, name):
@@ -120,7 +111,7 @@ def stop(proc, sig=signal.SIGTERM):
     checked to still run the same program)."""
     if proc is None or proc.poll() is not None:
         return
-    kids = [(p, _cmdline(p)) for p in _descendants(proc.pid)]
+    kids = [(p, cmdline(p)) for p in descendants(proc.pid)]
     proc.send_signal(sig)
     try:
         proc.wait(timeout=10)
@@ -129,7 +120,7 @@ def stop(proc, sig=signal.SIGTERM):
         proc.wait(timeout=10)
     deadline = time.monotonic() + 5
     for pid, cmd in kids:
-        while cmd and _cmdline(pid) == cmd:
+        while cmd and cmdline(pid) == cmd:
             if time.monotonic() >= deadline:
                 try:
                     os.kill(pid, signal.SIGKILL)

@@ -159,9 +159,6 @@ from conftest import free_port, server_factory
 from peers import wait_until
 from procstat import cmdline, descendants
 
-# bench/pop3.py imports these from here, by the names they had here.
-_cmdline, _descendants = cmdline, descendants
-
 DOVECOT = "/usr/sbin/dovecot"
 
 MAIL_UID = 65534
