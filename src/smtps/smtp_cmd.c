@@ -486,8 +486,9 @@ smtp_sasl_plain(const char *b64, size_t len, unsigned char *buf,
 }
 
 enum smtp_sasl
-smtp_sasl_login_field(const char *b64, size_t len, unsigned char *buf,
-    size_t bufsize, const char **field_r, size_t *fieldl_r)
+smtp_sasl_login_field(const char *b64, size_t len, bool is_name,
+    unsigned char *buf, size_t bufsize, const char **field_r,
+    size_t *fieldl_r)
 {
 	size_t n;
 
@@ -496,6 +497,9 @@ smtp_sasl_login_field(const char *b64, size_t len, unsigned char *buf,
 	if (len == 0 || smtp_base64_decode(b64, len, buf, bufsize, &n) != 0)
 		return SMTP_SASL_MALFORMED;
 	if (n == 0 || n > SMTP_SASL_FIELD_MAX || memchr(buf, '\0', n) != NULL)
+		return SMTP_SASL_MALFORMED;
+	/* A name goes into logs and the spool: the same rule as PLAIN's. */
+	if (is_name && !smtp_sasl_name_ok(buf, n, false))
 		return SMTP_SASL_MALFORMED;
 	*field_r = (const char *)buf;
 	*fieldl_r = n;

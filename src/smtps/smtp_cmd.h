@@ -141,11 +141,12 @@ enum smtp_sasl smtp_sasl_plain(const char *b64, size_t len,
 
 /*
  * smtp_sasl_login_field - decode one LOGIN response (a user name or a
- * password, base64) into buf: 1..255 octets without NUL.  *field_r and
- * *fieldl_r point into buf.
+ * password, base64) into buf: 1..255 octets without NUL, and for a name
+ * (is_name) without any control octet either, as PLAIN's identities.
+ * *field_r and *fieldl_r point into buf.
  */
 enum smtp_sasl smtp_sasl_login_field(const char *b64, size_t len,
-    unsigned char *buf, size_t bufsize, const char **field_r,
+    bool is_name, unsigned char *buf, size_t bufsize, const char **field_r,
     size_t *fieldl_r);
 
 enum smtp_data {

@@ -814,7 +814,8 @@ smtps_sasl_response(struct smtps *s, const char *b64, size_t len)
 		    cr.userl, cr.pass, cr.passl);
 		break;
 	case SMTPS_SASL_LOGIN_USER:
-		r = smtp_sasl_login_field(b64, len, buf, sizeof(buf), &f, &fl);
+		r = smtp_sasl_login_field(b64, len, true, buf, sizeof(buf), &f,
+		    &fl);
 		if (r != SMTP_SASL_OK) {
 			smtps_sasl_bad(s, r);
 			break;
@@ -826,7 +827,8 @@ smtps_sasl_response(struct smtps *s, const char *b64, size_t len)
 		smtps_reply(s, 334, NULL, "%s", smtps_login_pass);
 		break;
 	case SMTPS_SASL_LOGIN_PASS:
-		r = smtp_sasl_login_field(b64, len, buf, sizeof(buf), &f, &fl);
+		r = smtp_sasl_login_field(b64, len, false, buf, sizeof(buf), &f,
+		    &fl);
 		if (r != SMTP_SASL_OK) {
 			smtps_sasl_bad(s, r);
 			break;

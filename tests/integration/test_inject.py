@@ -183,6 +183,16 @@ def test_no_open_relay_and_auth_over_tls(mailroom, daemon, receivers,
         code, _ = s.docmd("AUTH", "PLAIN " + base64.b64encode(
             b"boss\0app\0s3cret-pw").decode())
         assert code == 535, code
+    # AUTH LOGIN: a user name with a control character (it would reach
+    # the log and the spool) is refused before any password is asked.
+    with d.smtp() as s:
+        s.starttls(context=ctx)
+        s.ehlo("client.test")
+        code, _ = s.docmd("AUTH", "LOGIN")
+        assert code == 334, code
+        code, text = s.docmd(base64.b64encode(b"app\r\nevent=auth")
+                             .decode())
+        assert code == 501 and b"5.5.2" in text, (code, text)
     # The store holds a verifier, never the password.
     import sqlite3
     con = sqlite3.connect(store)

@@ -367,18 +367,27 @@ test_sasl_login(void **state)
 	size_t fl;
 
 	(void)state;
-	assert_int_equal(smtp_sasl_login_field("dXNlcg==", 8, buf, sizeof(buf),
-	    &f, &fl), SMTP_SASL_OK);
+	assert_int_equal(smtp_sasl_login_field("dXNlcg==", 8, true, buf,
+	    sizeof(buf), &f, &fl), SMTP_SASL_OK);
 	assert_span(f, fl, "user");
-	assert_int_equal(smtp_sasl_login_field("*", 1, buf, sizeof(buf), &f,
-	    &fl), SMTP_SASL_CANCEL);
-	assert_int_equal(smtp_sasl_login_field("", 0, buf, sizeof(buf), &f,
-	    &fl), SMTP_SASL_MALFORMED);
-	assert_int_equal(smtp_sasl_login_field("dXNl", 3, buf, sizeof(buf), &f,
-	    &fl), SMTP_SASL_MALFORMED);
+	assert_int_equal(smtp_sasl_login_field("*", 1, true, buf, sizeof(buf),
+	    &f, &fl), SMTP_SASL_CANCEL);
+	assert_int_equal(smtp_sasl_login_field("", 0, true, buf, sizeof(buf),
+	    &f, &fl), SMTP_SASL_MALFORMED);
+	assert_int_equal(smtp_sasl_login_field("dXNl", 3, true, buf,
+	    sizeof(buf), &f, &fl), SMTP_SASL_MALFORMED);
 	/* "u\0" */
-	assert_int_equal(smtp_sasl_login_field("dQA=", 4, buf, sizeof(buf), &f,
-	    &fl), SMTP_SASL_MALFORMED);
+	assert_int_equal(smtp_sasl_login_field("dQA=", 4, false, buf,
+	    sizeof(buf), &f, &fl), SMTP_SASL_MALFORMED);
+	/* "u\r\nx" and "u\x7f": no control octet in a name ... */
+	assert_int_equal(smtp_sasl_login_field("dQ0KeA==", 8, true, buf,
+	    sizeof(buf), &f, &fl), SMTP_SASL_MALFORMED);
+	assert_int_equal(smtp_sasl_login_field("dX8=", 4, true, buf,
+	    sizeof(buf), &f, &fl), SMTP_SASL_MALFORMED);
+	/* ... but a password may hold one. */
+	assert_int_equal(smtp_sasl_login_field("dX8=", 4, false, buf,
+	    sizeof(buf), &f, &fl), SMTP_SASL_OK);
+	assert_span(f, fl, "u\x7f");
 }
 
 static void
