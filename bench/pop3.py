@@ -76,8 +76,8 @@ def cpu_seconds(pid):
 
 def compile_c(work, name):
     out = str(work / name)
-    subprocess.run(["cc", "-O2", "-o", out, str(ROOT / "bench" /
-                    f"{name}.c")], check=True)
+    subprocess.run(["cc", "-O2", "-pthread", "-o", out,
+                    str(ROOT / "bench" / f"{name}.c")], check=True)
     return out
 
 

@@ -4,15 +4,17 @@
  * A check is what a mail client does when it polls: connect, greeting,
  * USER, PASS, STAT, QUIT, one command at a time.  Two modes:
  *
- *   closed loop:  pop3_load -c CONC -d SECONDS HOST PORT USERS
+ *   closed loop:  pop3_load -c CONC [-t THREADS] -d SECONDS HOST PORT USERS
  *       CONC checks always in flight, users taken round-robin: the
- *       most checks a second the server sustains;
+ *       most checks a second the server sustains.  With -t, THREADS
+ *       event loops share them (thread k takes users k, k+THREADS, ...),
+ *       so the generator need not be the limit on one core;
  *   schedule:     pop3_load -i SECONDS -d SECONDS HOST PORT USERS
  *       every user checks every -i seconds (starts spread evenly).
  *
  * Users are u0 .. u(USERS-1), password "pw".  Prints one line:
  *   checks=N errors=E seconds=S rate=R p50_ms=A p99_ms=B max_ms=C
- * Build: cc -O2 -o pop3_load bench/pop3_load.c
+ * Build: cc -O2 -pthread -o pop3_load bench/pop3_load.c
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -20,6 +22,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +33,10 @@
 
 enum step { GREETING, USER, PASS, STAT, QUIT };
 
+struct worker;
+
 struct check {
+	struct worker	*w;
 	int	 fd;
 	int	 step;
 	int	 user;
@@ -39,10 +45,19 @@ struct check {
 	char	 buf[1024];
 };
 
+/* One event loop: its checks and what it measured. */
+struct worker {
+	pthread_t	 tid;
+	int		 first, stride;	/* its users: first, first+stride, .. */
+	int		 nslots;
+	double		*lat;
+	size_t		 nlat, caplat;
+	unsigned long	 errors;
+};
+
 static struct sockaddr_in addr;
-static double *lat;
-static size_t nlat, caplat;
-static unsigned long errors;
+static double dur = 10, interval = 0, t_start;
+static int users;
 
 static double
 now(void)
@@ -92,14 +107,16 @@ start(int ep, struct check *c, int user)
 static void
 finish(struct check *c, int ok)
 {
+	struct worker *w = c->w;
+
 	if (ok) {
-		if (nlat == caplat) {
-			caplat = caplat ? caplat * 2 : 65536;
-			lat = realloc(lat, caplat * sizeof(*lat));
+		if (w->nlat == w->caplat) {
+			w->caplat = w->caplat ? w->caplat * 2 : 65536;
+			w->lat = realloc(w->lat, w->caplat * sizeof(*w->lat));
 		}
-		lat[nlat++] = (now() - c->t0) * 1000.0;
+		w->lat[w->nlat++] = (now() - c->t0) * 1000.0;
 	} else {
-		errors++;
+		w->errors++;
 	}
 	close(c->fd);
 	c->fd = -1;
@@ -158,38 +175,21 @@ readable(struct check *c)
 	return 0;
 }
 
-int
-main(int argc, char **argv)
+static void *
+run(void *arg)
 {
-	double dur = 10, interval = 0, t_end, t_start, t, *next = NULL;
-	int conc = 50, users, opt, ep, i, n, nslots, rr = 0;
+	struct worker *w = arg;
+	double t_end = t_start + dur, t, *next = NULL;
+	int ep, i, n, rr = 0;
 	struct epoll_event evs[256];
 	struct check *slots;
 
-	while ((opt = getopt(argc, argv, "c:d:i:")) != -1) {
-		switch (opt) {
-		case 'c': conc = atoi(optarg); break;
-		case 'd': dur = atof(optarg); break;
-		case 'i': interval = atof(optarg); break;
-		default: return 64;
-		}
-	}
-	if (argc - optind != 3) {
-		fprintf(stderr, "usage: pop3_load [-c conc | -i interval] "
-		    "[-d seconds] host port users\n");
-		return 64;
-	}
-	addr.sin_family = AF_INET;
-	inet_pton(AF_INET, argv[optind], &addr.sin_addr);
-	addr.sin_port = htons((unsigned short)atoi(argv[optind + 1]));
-	users = atoi(argv[optind + 2]);
-	nslots = interval > 0 ? users : conc;
-	slots = calloc((size_t)nslots, sizeof(*slots));
-	for (i = 0; i < nslots; i++)
+	slots = calloc((size_t)w->nslots, sizeof(*slots));
+	for (i = 0; i < w->nslots; i++) {
 		slots[i].fd = -1;
+		slots[i].w = w;
+	}
 	ep = epoll_create1(0);
-	t_start = now();
-	t_end = t_start + dur;
 	if (interval > 0) {
 		next = calloc((size_t)users, sizeof(*next));
 		for (i = 0; i < users; i++)
@@ -198,7 +198,7 @@ main(int argc, char **argv)
 	for (;;) {
 		t = now();
 		/* Start what is due. */
-		for (i = 0; i < nslots; i++) {
+		for (i = 0; i < w->nslots; i++) {
 			if (slots[i].fd >= 0 || t >= t_end)
 				continue;
 			if (interval > 0) {
@@ -206,15 +206,17 @@ main(int argc, char **argv)
 					continue;
 				next[i] += interval;
 				if (start(ep, &slots[i], i) != 0)
-					errors++;
-			} else if (start(ep, &slots[i], rr++ % users) != 0) {
-				errors++;
+					w->errors++;
+			} else if (start(ep, &slots[i], w->first +
+			    (rr++ % ((users - w->first + w->stride - 1) /
+			    w->stride)) * w->stride) != 0) {
+				w->errors++;
 			}
 		}
 		if (t >= t_end) {
-			for (i = 0; i < nslots && slots[i].fd < 0; i++)
+			for (i = 0; i < w->nslots && slots[i].fd < 0; i++)
 				;
-			if (i == nslots || t > t_end + 10)
+			if (i == w->nslots || t > t_end + 10)
 				break;
 		}
 		n = epoll_wait(ep, evs, 256, interval > 0 ? 5 : 100);
@@ -231,7 +233,69 @@ main(int argc, char **argv)
 				finish(c, st > 0);
 		}
 	}
+	close(ep);
+	free(slots);
+	free(next);
+	return NULL;
+}
+
+int
+main(int argc, char **argv)
+{
+	int conc = 50, threads = 1, opt, i;
+	struct worker *ws;
+	double *lat, t;
+	size_t nlat = 0, k;
+	unsigned long errors = 0;
+
+	while ((opt = getopt(argc, argv, "c:d:i:t:")) != -1) {
+		switch (opt) {
+		case 'c': conc = atoi(optarg); break;
+		case 'd': dur = atof(optarg); break;
+		case 'i': interval = atof(optarg); break;
+		case 't': threads = atoi(optarg); break;
+		default: return 64;
+		}
+	}
+	if (argc - optind != 3 || threads < 1 || conc < threads ||
+	    (interval > 0 && threads != 1)) {
+		fprintf(stderr, "usage: pop3_load [-c conc [-t threads] | "
+		    "-i interval] [-d seconds] host port users\n");
+		return 64;
+	}
+	addr.sin_family = AF_INET;
+	inet_pton(AF_INET, argv[optind], &addr.sin_addr);
+	addr.sin_port = htons((unsigned short)atoi(argv[optind + 1]));
+	users = atoi(argv[optind + 2]);
+	if (users < threads) {
+		fprintf(stderr, "pop3_load: fewer users than threads\n");
+		return 64;
+	}
+	ws = calloc((size_t)threads, sizeof(*ws));
+	t_start = now();
+	for (i = 0; i < threads; i++) {
+		ws[i].first = i;
+		ws[i].stride = threads;
+		ws[i].nslots = interval > 0 ? users :
+		    conc / threads + (i < conc % threads);
+		if (threads == 1)
+			run(&ws[i]);
+		else
+			pthread_create(&ws[i].tid, NULL, run, &ws[i]);
+	}
+	for (i = 0; i < threads; i++) {
+		if (threads > 1)
+			pthread_join(ws[i].tid, NULL);
+		nlat += ws[i].nlat;
+		errors += ws[i].errors;
+	}
 	t = now() - t_start;
+	lat = malloc((nlat ? nlat : 1) * sizeof(*lat));
+	for (i = 0, k = 0; i < threads; i++) {
+		if (ws[i].nlat)
+			memcpy(lat + k, ws[i].lat, ws[i].nlat * sizeof(*lat));
+		k += ws[i].nlat;
+	}
 	qsort(lat, nlat, sizeof(*lat), cmp);
 	printf("checks=%zu errors=%lu seconds=%.1f rate=%.0f p50_ms=%.2f "
 	    "p99_ms=%.2f max_ms=%.2f\n", nlat, errors, t, (double)nlat / t,

@@ -9,7 +9,7 @@ set -eu
 build="gcc libc6-dev meson ninja-build pkg-config libevent-dev libc-ares-dev \
 libssl-dev libinih-dev libxxhash-dev libcmocka-dev libsqlite3-dev libldap-dev"
 demo="postfix"
-test="postfix dnsmasq openssl swaks python3-pytest python3-aiosmtpd \
+test="postfix dnsmasq openssl swaks libnet-ssleay-perl python3-pytest python3-aiosmtpd \
 python3-dnslib dovecot-core dovecot-pop3d dovecot-imapd dovecot-lmtpd curl slapd \
 ldap-utils fetchmail python3-cryptography"
 bench="nginx libnginx-mod-mail perdition"
